@@ -1,0 +1,3 @@
+from songkit.cli import main
+
+main()
