@@ -1,0 +1,121 @@
+"""Shared command-line options, so every task spells them the same way. No torch here."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu).")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same run.")]
+Checkpoint = Annotated[
+    Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint file (default: the one shipped with songkit).")
+]
+Json = Annotated[bool, typer.Option("--json", help="Write JSON (one object per line) instead of a table.")]
+
+
+@dataclass
+class TrainRun:
+    """The options every `songkit train TASK` shares, gathered for the task's train function."""
+
+    data: list[Path] | None
+    out: Path
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    weight_decay: float
+    schedule: str
+    warmup_steps: int
+    clip_grad: float
+    patience: int
+    max_steps_per_epoch: int
+    amp: bool
+    device: str
+    seed: int
+    resume: bool
+
+    def train_config(self, **overrides: Any):
+        """A core TrainConfig from these options (task overrides such as monitor win)."""
+        from songkit.core.train import TrainConfig
+
+        cfg = TrainConfig(
+            epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
+            schedule=self.schedule, warmup_steps=self.warmup_steps, clip_grad=self.clip_grad or None,
+            patience=self.patience or None, amp=self.amp, seed=self.seed,
+            max_steps_per_epoch=self.max_steps_per_epoch or None,
+        )
+        for key, value in overrides.items():
+            setattr(cfg, key, value)
+        return cfg
+
+
+def train_options(**defaults: Any) -> Callable:
+    """Decorate a task's train command: adds the shared training options to its signature
+    and passes them to it gathered as ``run: TrainRun``. ``defaults`` set per-task defaults
+    (e.g. ``epochs=30, lr=3e-3, batch_size=64, out=Path("runs/chords")``)."""
+    d = {
+        "data": None, "out": Path("runs/train"), "epochs": 10, "batch_size": 32, "lr": 1e-3, "optimizer": "adamw",
+        "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 0, "clip_grad": 1.0, "patience": 0,
+        "max_steps_per_epoch": 0, "amp": True, "device": "auto", "seed": 0, "resume": False,
+    }
+    unknown = set(defaults) - set(d)
+    if unknown:
+        raise TypeError(f"unknown train option defaults: {unknown}")
+    d.update(defaults)
+    P = inspect.Parameter
+    shared = [
+        P("data", P.KEYWORD_ONLY, default=d["data"], annotation=Annotated[Optional[list[Path]], typer.Option(
+            "--data", "-d", help="Dataset file(s) or folder(s) in the real layout (default: the embedded dataset).")]),
+        P("out", P.KEYWORD_ONLY, default=d["out"], annotation=Annotated[Path, typer.Option(
+            "--out", "-o", help="Run folder: best.ckpt, last.ckpt, metrics.jsonl, curves.png.")]),
+        P("epochs", P.KEYWORD_ONLY, default=d["epochs"], annotation=Annotated[int, typer.Option(
+            "--epochs", min=1, help="Number of epochs.")]),
+        P("batch_size", P.KEYWORD_ONLY, default=d["batch_size"], annotation=Annotated[int, typer.Option(
+            "--batch-size", "-b", min=1, help="Batch size (per process under torchrun).")]),
+        P("lr", P.KEYWORD_ONLY, default=d["lr"], annotation=Annotated[float, typer.Option(
+            "--lr", min=0.0, help="Peak learning rate.")]),
+        P("optimizer", P.KEYWORD_ONLY, default=d["optimizer"], annotation=Annotated[str, typer.Option(
+            "--optimizer", help="adamw | adam | sgd.")]),
+        P("weight_decay", P.KEYWORD_ONLY, default=d["weight_decay"], annotation=Annotated[float, typer.Option(
+            "--weight-decay", min=0.0, help="Weight decay.")]),
+        P("schedule", P.KEYWORD_ONLY, default=d["schedule"], annotation=Annotated[str, typer.Option(
+            "--schedule", help="cosine (with warm-up) | plateau (reduce on plateau) | none.")]),
+        P("warmup_steps", P.KEYWORD_ONLY, default=d["warmup_steps"], annotation=Annotated[int, typer.Option(
+            "--warmup-steps", min=0, help="Linear warm-up steps.")]),
+        P("clip_grad", P.KEYWORD_ONLY, default=d["clip_grad"], annotation=Annotated[float, typer.Option(
+            "--clip-grad", min=0.0, help="Clip the global gradient norm (0: off).")]),
+        P("patience", P.KEYWORD_ONLY, default=d["patience"], annotation=Annotated[int, typer.Option(
+            "--patience", min=0, help="Early stopping after this many epochs without improvement (0: off).")]),
+        P("max_steps_per_epoch", P.KEYWORD_ONLY, default=d["max_steps_per_epoch"], annotation=Annotated[int, typer.Option(
+            "--max-steps-per-epoch", min=0, help="Cap the steps per epoch (0: a full pass).")]),
+        P("amp", P.KEYWORD_ONLY, default=d["amp"], annotation=Annotated[bool, typer.Option(
+            "--amp/--no-amp", help="Mixed precision on CUDA.")]),
+        P("device", P.KEYWORD_ONLY, default=d["device"], annotation=Device),
+        P("seed", P.KEYWORD_ONLY, default=d["seed"], annotation=Seed),
+        P("resume", P.KEYWORD_ONLY, default=d["resume"], annotation=Annotated[bool, typer.Option(
+            "--resume", help="Continue a killed run from OUT/last.ckpt.")]),
+    ]
+    names = [p.name for p in shared]
+
+    def decorate(fn: Callable) -> Callable:
+        sig = inspect.signature(fn)
+        own = [p.replace(kind=P.KEYWORD_ONLY) for p in sig.parameters.values() if p.name != "run"]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            run = TrainRun(**{n: kwargs.pop(n) for n in names})
+            return fn(run=run, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=own + shared)  # type: ignore[attr-defined]
+        del wrapper.__wrapped__  # Typer must read the new signature, not fn's
+        return wrapper
+
+    return decorate
+
+
+assert {f.name for f in fields(TrainRun)} >= {"data", "out"}

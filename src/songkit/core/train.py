@@ -1,0 +1,346 @@
+"""The training loop shared by every task: ``fit(model, task, cfg, out_dir, meta)``.
+
+A task supplies deterministic batches and a loss; ``fit`` supplies the rest:
+AdamW/Adam/SGD, a warm-up + cosine or reduce-on-plateau schedule, gradient
+clipping, early stopping on a validation metric, ``best.ckpt`` and ``last.ckpt``
+in the run folder, ``--resume`` from ``last.ckpt`` with the same result as an
+uninterrupted run, autocast on CUDA, and DistributedDataParallel under torchrun
+(rank 0 writes the files). Per-epoch metrics go to ``metrics.jsonl`` and ``curves.png``.
+
+The task protocol (duck-typed)::
+
+    batches(epoch, rank, world) -> iterable   # deterministic from (seed, epoch); the same count on every rank
+    num_batches(epoch, rank, world) -> int | None
+    train_step(model, batch, device) -> (mean loss tensor, number of items)
+    evaluate(model, device) -> {"val_loss": ..., ...}
+    on_epoch_start(epoch)                     # optional: reset state carried across batches
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from songkit.core.errors import UserError
+from songkit.core.progress import log, make_progress
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "plateau", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (saved in every checkpoint's train_state)."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    weight_decay: float = 0.01
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # cosine (per step, after warm-up) | plateau (per epoch, on monitor) | none
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.05  # cosine floor as a fraction of lr
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    clip_grad: float | None = 1.0  # max global grad norm; None/0 disables
+    patience: int | None = None  # early stopping: epochs without improvement of `monitor`
+    monitor: str = "val_loss"
+    monitor_mode: str = "min"  # min | max
+    amp: bool = True  # autocast on CUDA only
+    seed: int = 0
+    max_steps_per_epoch: int | None = None
+
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"--optimizer {self.optimizer}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"--schedule {self.schedule}: expected one of {', '.join(SCHEDULES)}")
+        if self.monitor_mode not in ("min", "max"):
+            raise UserError(f"monitor mode {self.monitor_mode}: expected min or max")
+        if self.epochs < 1 or self.lr <= 0:
+            raise UserError("--epochs must be >= 1 and --lr > 0")
+
+
+# ---------------------------------------------------------------- distributed
+def dist_env() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) when run plainly."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _init_distributed(device) -> bool:
+    import torch.distributed as dist
+
+    _, world = dist_env()
+    if world <= 1:
+        return False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            import torch
+
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return True
+
+
+def _all_sum(values: list[float], device) -> list[float]:
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# ---------------------------------------------------------------- schedule
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to ``min_lr_ratio * lr``: a plain function of the step."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule != "cosine" or total_steps <= cfg.warmup_steps:
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(params, cfg: TrainConfig):
+    import torch
+
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+# ---------------------------------------------------------------- RNG state (plain values + tensors)
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+# ---------------------------------------------------------------- fit
+def fit(
+    model,
+    task,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    meta: dict[str, Any],
+    device: str = "auto",
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+) -> list[dict]:
+    """Train ``model`` on ``task``; returns the per-epoch history.
+
+    ``meta`` holds what goes into every checkpoint: task, model, config, vocab, extra.
+    ``stop_after_epoch`` ends the run after that epoch as if it were killed (for tests).
+    """
+    import torch
+
+    from songkit.core.checkpoint import load_checkpoint, save_checkpoint
+    from songkit.core.device import resolve_device, seed_everything
+    from songkit.core.plots import curves_png
+
+    cfg.check()
+    dev = resolve_device(device)
+    distributed = _init_distributed(dev)
+    rank, world = dist_env()
+    is_main = rank == 0
+    out = Path(out_dir)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    model.to(dev)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    plateau = None
+    if cfg.schedule == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=cfg.monitor_mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
+    use_amp = cfg.amp and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    history: list[dict] = []
+    start_epoch, step, best, bad_epochs, done = 0, 0, None, 0, False
+    last_path = out / "last.ckpt"
+    if resume:
+        if last_path.is_file():
+            ck = load_checkpoint(last_path, task=meta["task"])
+            if ck.model != meta["model"] or ck.config != _plain_config(meta["config"]):
+                raise UserError(f"{last_path}: --resume with a different model or config than this run folder holds")
+            if not ck.train_state:
+                raise UserError(f"{last_path}: has no training state to resume from")
+            ts = ck.train_state
+            model.load_state_dict(ck.state_dict)
+            optimizer.load_state_dict(ts["optimizer"])
+            if plateau is not None and ts.get("plateau"):
+                plateau.load_state_dict(ts["plateau"])
+            if ts.get("scaler"):
+                scaler.load_state_dict(ts["scaler"])
+            _set_rng_state(ts["rng"])
+            start_epoch, step = ts["epoch"] + 1, ts["step"]
+            best, bad_epochs, done = ts["best"], ts["bad_epochs"], ts.get("done", False)
+            history = list(ck.history)
+            if is_main:
+                log(f"resuming {out} after epoch {start_epoch} (step {step})")
+        elif is_main:
+            log(f"no {last_path} to resume from: starting a new run")
+
+    raw_model = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    def steps_in(epoch: int) -> int | None:
+        n = task.num_batches(epoch, rank, world) if hasattr(task, "num_batches") else None
+        if n is not None and cfg.max_steps_per_epoch:
+            n = min(n, cfg.max_steps_per_epoch)
+        return n
+
+    per_epoch = steps_in(0)
+    total_steps = (per_epoch or 1) * cfg.epochs
+
+    def save(path: Path, with_state: bool, epoch: int) -> None:
+        ts = None
+        if with_state:
+            ts = {
+                "optimizer": optimizer.state_dict(),
+                "plateau": plateau.state_dict() if plateau is not None else None,
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "rng": _rng_state(),
+                "epoch": epoch, "step": step, "best": best, "bad_epochs": bad_epochs, "done": done,
+                "train_config": asdict(cfg),
+            }
+        save_checkpoint(path, task=meta["task"], model=meta["model"], config=meta["config"],
+                        vocab=meta.get("vocab"), state_dict=raw_model.state_dict(), history=history,
+                        extra=meta.get("extra"), train_state=ts)
+
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        if done:
+            break
+        t0 = time.time()
+        model.train()
+        if hasattr(task, "on_epoch_start"):
+            task.on_epoch_start(epoch)
+        n_steps = steps_in(epoch)
+        loss_sum, item_sum = 0.0, 0
+        with make_progress() as bar:
+            bar_task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_steps, rate="", info="")
+            for i, batch in enumerate(task.batches(epoch, rank, world)):
+                if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
+                    break
+                if plateau is None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr_at(step, total_steps, cfg)
+                with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
+                    loss, n_items = task.train_step(model, batch, dev)
+                if not torch.isfinite(loss):
+                    raise UserError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}, step {i + 1}; "
+                                    "try a lower --lr or --clip-grad")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.clip_grad:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                step += 1
+                loss_value = float(loss.detach())
+                loss_sum += loss_value * n_items
+                item_sum += n_items
+                bar.update(bar_task, advance=1, info=f"loss {loss_value:.4f}",
+                           rate=f"{item_sum / max(1e-9, time.time() - t0):.0f} items/s")
+        loss_sum, item_sum = _all_sum([loss_sum, float(item_sum)], dev)
+        model.eval()
+        with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
+            metrics = task.evaluate(raw_model, dev)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(1.0, item_sum), **metrics,
+               "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)}
+        history.append(row)
+        value = metrics.get(cfg.monitor, row.get(cfg.monitor))
+        improved = _improved(value, best, cfg.monitor_mode)
+        if improved:
+            best, bad_epochs = float(value), 0
+        else:
+            bad_epochs += 1
+        if plateau is not None and value is not None:
+            plateau.step(value)
+        if cfg.patience and bad_epochs >= cfg.patience:
+            done = True
+        if epoch + 1 >= cfg.epochs:
+            done = True
+        if is_main:
+            log("  ".join([f"epoch {epoch + 1}/{cfg.epochs}"] + [
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"
+            ]) + ("  *" if improved else ""))
+            if improved:
+                save(out / "best.ckpt", with_state=False, epoch=epoch)
+            save(last_path, with_state=True, epoch=epoch)
+            _write_metrics(out, history)
+            curves_png(history, out / "curves.png")
+            if done and cfg.patience and bad_epochs >= cfg.patience:
+                log(f"early stop: {cfg.monitor} did not improve for {cfg.patience} epochs (best {best:.4g})")
+        if distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            break
+    return history
+
+
+def _plain_config(config: Any) -> dict:
+    from songkit.core.checkpoint import _plain
+
+    return _plain(config)
+
+
+def _write_metrics(out: Path, history: list[dict]) -> None:
+    from songkit.core.io import atomic_write_text
+
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
