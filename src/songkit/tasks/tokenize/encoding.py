@@ -1,0 +1,637 @@
+"""Quantisation and the three encodings (CP, NB, REMI), with their exact decoders.
+
+"On the grid" (see docs/tokenize.md): an onset is rounded to the nearest grid step
+(``tpq / grid`` ticks), a duration to the nearest multiple of ``tpq / duration_res``
+ticks, clipped to [1, duration_res * max_duration] steps; a velocity to the nearest bin
+value; a tempo to the nearest tempo bin; a time signature change to the grid, then to the
+first bar line at or after it. :func:`quantise` does exactly this, and the round trip
+promise is ``quantise(read(decode(encode(x)))) == quantise(x)`` for every file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from songkit.core.errors import UserError
+from songkit.tasks.tokenize.data import Music
+from songkit.tasks.tokenize.spec import (
+    CHORD_QUALITIES,
+    CONTI,
+    GROUP_FAMILIES,
+    IGN,
+    PITCH_CLASSES,
+    QUALITY_INTERVALS,
+    Vocabulary,
+    bar_steps,
+    tempo_values,
+    velocity_values,
+)
+
+
+@dataclass
+class QScore:
+    """A quantised piece: every time in grid steps, every value a vocabulary value."""
+
+    notes: np.ndarray  # (N, 5) int64: position, duration steps, pitch, velocity, track; sorted
+    tempos: list[tuple[int, int]]  # (position, bpm), the first at 0, no repeats
+    timesigs: list[tuple[int, int, int]]  # (position of a bar line, num, den), the first at 0
+    chords: list[tuple[int, str]] = field(default_factory=list)  # (position, label), no repeats
+    tracks: list[dict] = field(default_factory=list)
+    tpq: int = 480  # the source's ticks per quarter, used again when decoding to MIDI
+
+    def bars(self, grid: int, end: int | None = None) -> tuple[np.ndarray, list]:
+        """Bar line positions up to ``end`` (default: the last event) and each bar's (num, den)."""
+        if end is None:
+            end = last_event(self)
+        starts, sigs = [], []
+        for i, (pos, num, den) in enumerate(self.timesigs):
+            stop = self.timesigs[i + 1][0] if i + 1 < len(self.timesigs) else end + 1
+            length = bar_steps(num, den, grid)
+            s = np.arange(pos, max(stop, pos + 1), length)
+            if i + 1 == len(self.timesigs):
+                s = s[s <= end]
+            starts.append(s)
+            sigs += [(num, den)] * len(s)
+        return np.concatenate(starts).astype(np.int64), sigs
+
+
+def last_event(q: QScore) -> int:
+    """The last position that holds a note onset, a tempo change or a chord change."""
+    end = int(q.notes[:, 0].max()) if len(q.notes) else 0
+    if q.tempos:
+        end = max(end, q.tempos[-1][0])
+    if q.chords:
+        end = max(end, q.chords[-1][0])
+    return end
+
+
+def _nearest(values: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The nearest entry of sorted ``values`` for each ``x`` (ties go to the lower value)."""
+    i = np.clip(np.searchsorted(values, x), 1, len(values) - 1)
+    lo, hi = values[i - 1], values[i]
+    return np.where(x - lo <= hi - x, lo, hi)
+
+
+def _round_div(a: np.ndarray, num: int, den: int) -> np.ndarray:
+    """round(a * num / den) in integers, halves up."""
+    return (a * num * 2 + den) // (2 * den)
+
+
+def quantise(music: Music, vocab: Vocabulary) -> QScore:
+    """Put a piece on the grid and into the vocabulary (see the module docstring)."""
+    cfg, src, tpq = vocab.config, music.source, music.tpq
+    notes = music.notes
+    if len(notes) and notes[:, 0].min() < 0:
+        raise UserError(f"{src}: a note starts before time 0")
+    if len(notes) and notes[:, 4].max() >= cfg.max_tracks:
+        raise UserError(f"{src}: {int(notes[:, 4].max()) + 1} tracks with notes; the vocabulary allows "
+                        f"{cfg.max_tracks} (choose some with --track)")
+    pos = _round_div(notes[:, 0], cfg.grid, tpq)
+    # zero-length (and very short) notes get the shortest duration: documented repair
+    dur = np.clip(_round_div(notes[:, 1], cfg.duration_res, tpq), 1, cfg.duration_res * cfg.max_duration)
+    vels = np.array(velocity_values(cfg), dtype=np.int64)
+    vel = _nearest(vels, notes[:, 3])
+    q = np.stack([pos, dur, notes[:, 2], vel, notes[:, 4]], axis=1).astype(np.int64)
+    q = q[np.lexsort((q[:, 3], q[:, 1], q[:, 2], q[:, 4], q[:, 0]))]
+    q = _cut_nested(q, cfg)
+
+    # tempos: MIDI's 120 bpm holds until the first tempo event
+    tvals = np.array(tempo_values(cfg), dtype=np.int64)
+    raw = sorted(music.tempos)
+    if not raw or raw[0][0] > 0:
+        raw = [(0, 120.0)] + raw
+    tempos: list[tuple[int, int]] = []
+    tpos = _round_div(np.array([t for t, _ in raw], dtype=np.int64), cfg.grid, tpq)
+    tbpm = _nearest(tvals.astype(np.float64), np.array([b for _, b in raw], dtype=np.float64)).astype(np.int64)
+    for p, b in zip(tpos.tolist(), tbpm.tolist()):
+        if tempos and tempos[-1][0] == p:
+            tempos.pop()  # several changes on one grid step: the last one holds
+        if not tempos or tempos[-1][1] != b:
+            tempos.append((p, b))
+
+    # time signatures: on bar lines only; MIDI's 4/4 holds until the first one
+    allowed = {ts for ts in _allowed_ts(vocab)}
+    raw_ts = sorted(music.timesigs)
+    if not raw_ts or raw_ts[0][0] > 0:
+        raw_ts = [(0, 4, 4)] + raw_ts
+    sigs: list[tuple[int, int, int]] = []
+    for tick, num, den in raw_ts:
+        if (num, den) not in allowed:
+            raise UserError(f"{src}: time signature {num}/{den} does not fit the grid "
+                            f"(grid {cfg.grid} per quarter, bars up to {cfg.max_bar_quarters} quarters)")
+        p = int(_round_div(np.int64(tick), cfg.grid, tpq))
+        if sigs:
+            p0, n0, d0 = sigs[-1]
+            length = bar_steps(n0, d0, cfg.grid)
+            p = p0 + -(-(p - p0) // length) * length  # first bar line at or after p
+            if p == p0:
+                sigs.pop()
+        if not sigs or sigs[-1][1:] != (num, den):
+            sigs.append((p, num, den))
+    qs = QScore(q, tempos, sigs, [], list(music.tracks), tpq)
+    end = last_event(qs)
+    qs.timesigs = [s for s in sigs if s[0] <= end] or sigs[:1]
+
+    note_end = int(q[:, 0].max()) if len(q) else 0
+    if music.chords is None:
+        qs.chords = [(p, c) for p, c in recognise_chords(qs, cfg.grid, cfg.duration_res) if p <= note_end]
+    else:
+        chords: list[tuple[int, str]] = []
+        cpos = _round_div(np.array([t for t, _ in music.chords], dtype=np.int64), cfg.grid, tpq)
+        for p, lab in zip(cpos.tolist(), [c for _, c in music.chords]):
+            if p > note_end or p < 0:
+                continue
+            if chords and chords[-1][0] == p:
+                chords.pop()
+            if not chords or chords[-1][1] != lab:
+                chords.append((p, lab))
+        qs.chords = chords
+    return qs
+
+
+def _cut_nested(q: np.ndarray, cfg) -> np.ndarray:
+    """Cut a note that would outlast a later note of the same pitch and track (documented repair).
+
+    MIDI pairs note-offs with note-ons first in, first out, so nested notes of one pitch
+    cannot survive a MIDI file; the earlier note is cut to end with the later one.
+    """
+    if len(q) < 2:
+        return q
+    ratio = cfg.grid  # duration steps per grid step = duration_res / grid
+    key = q[:, 4] * 128 + q[:, 2]
+    order = np.lexsort((q[:, 0], key))
+    k, p, d = key[order], q[order, 0], q[order, 1]
+    end = p * cfg.duration_res + d * ratio  # in units of 1/(grid*duration_res) quarter
+    same = k[1:] == k[:-1]
+    nested = same & (end[1:] < end[:-1]) & (p[1:] > p[:-1])
+    if not nested.any():
+        return q
+    q = q.copy()
+    for i in np.nonzero(nested)[0]:  # rare: loop is fine
+        a, b = order[i], order[i + 1]
+        # new duration: end exactly where the later one ends (in duration steps)
+        new = (q[b, 0] - q[a, 0]) * cfg.duration_res // cfg.grid + q[b, 1]
+        q[a, 1] = max(1, min(int(new), q[a, 1]))
+    return q
+
+
+def _allowed_ts(vocab: Vocabulary):
+    for t in vocab.families["timesig"][2:]:
+        n, d = t[3:].split("/")
+        yield int(n), int(d)
+
+
+# ---------------------------------------------------------------------------- chords
+
+
+def _templates() -> tuple[np.ndarray, list[str]]:
+    rows, labels = [], []
+    for r, root in enumerate(PITCH_CLASSES):
+        for qual in CHORD_QUALITIES:
+            t = np.zeros(12)
+            t[[(r + i) % 12 for i in QUALITY_INTERVALS[qual]]] = 1
+            rows.append(t)
+            labels.append(f"{root}_{qual}")
+    return np.array(rows), labels
+
+
+_TEMPLATES, _TEMPLATE_LABELS = _templates()
+
+
+def recognise_chords(q: QScore, grid: int, duration_res: int) -> list[tuple[int, str]]:
+    """A simple recogniser: pitch-class templates on each quarter note, with hysteresis.
+
+    Each non-drum note counts once in every quarter-note window it sounds in. A window's
+    score for a chord is the weight on chord tones minus half the weight elsewhere, less
+    0.1 per chord tone (plain triads win ties); a chord changes only when the current one
+    scores below the best. Silent windows keep the current chord.
+    """
+    notes = q.notes
+    drum = np.array([bool(t.get("is_drum")) for t in q.tracks] or [False], dtype=bool)
+    if len(notes):
+        notes = notes[~drum[np.minimum(notes[:, 4], len(drum) - 1)]]
+    if not len(notes):
+        return []
+    start = notes[:, 0] // grid
+    stop = np.maximum(start, (notes[:, 0] * duration_res + notes[:, 1] * grid - 1) // (grid * duration_res))
+    stop = np.minimum(stop, start + 7)  # (N,) last window, at most 8 windows per note
+    n_win = int(stop.max()) + 1
+    counts = stop - start + 1
+    win = np.repeat(start, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    pcs = np.repeat(notes[:, 2] % 12, counts)
+    chroma = np.zeros((n_win, 12))
+    np.add.at(chroma, (win, pcs), 1.0)
+    scores = chroma @ _TEMPLATES.T - 0.5 * chroma @ (1 - _TEMPLATES).T - 0.1 * _TEMPLATES.sum(1)  # (W, 132)
+    best = scores.argmax(1)
+    sounding = chroma.sum(1) > 0
+    out: list[tuple[int, str]] = []
+    cur = -1
+    for w in range(n_win):
+        if not sounding[w]:
+            continue
+        if cur < 0 or scores[w, cur] < scores[w, best[w]]:
+            cur = int(best[w])
+            label = _TEMPLATE_LABELS[cur]
+            if not out or out[-1][1] != label:
+                out.append((w * grid, label))
+    return out
+
+
+# ---------------------------------------------------------------------------- encoders
+
+
+class _Events:
+    """Positions that hold something, with the notes and changes at each (shared by the encoders)."""
+
+    def __init__(self, q: QScore, vocab: Vocabulary):
+        cfg = vocab.config
+        self.starts, self.sigs = q.bars(cfg.grid)
+        self.ts_at_bar = {}
+        bar_of_pos = {int(s): i for i, s in enumerate(self.starts.tolist())}
+        for p, n, d in q.timesigs:
+            self.ts_at_bar[bar_of_pos[p]] = (n, d)
+        self.tempo_at = dict(q.tempos)
+        self.chord_at = dict(q.chords)
+        pos = q.notes[:, 0]
+        self.positions = np.unique(np.concatenate([pos, np.array(list(self.tempo_at) + list(self.chord_at),
+                                                                  dtype=np.int64)]))
+        self.bar_of = np.searchsorted(self.starts, self.positions, side="right") - 1  # (P,)
+        # note index range at each position
+        self.lo = np.searchsorted(pos, self.positions, side="left")
+        self.hi = np.searchsorted(pos, self.positions, side="right")
+
+
+def _note_ids(q: QScore, vocab: Vocabulary) -> np.ndarray:
+    """(N, 4) ids of track, pitch, duration, velocity for every note."""
+    idx = vocab.index
+    vel_ids = {int(t[4:]): i for t, i in idx["velocity"].items() if t.startswith("Vel_")}
+    vel_lut = np.zeros(128, np.int64)
+    for v, i in vel_ids.items():
+        vel_lut[v] = i
+    n = q.notes
+    # family lists are laid out [<ign>, value 0 or 1, ...]: ids are value offsets
+    return np.stack([n[:, 4] + 1, n[:, 2] + 1, n[:, 1], vel_lut[n[:, 3]]], axis=1)
+
+
+def encode(q: QScore, vocab: Vocabulary, encoding: str) -> np.ndarray:
+    """Token ids: (G, 9) int64 groups for cp/nb, (T,) int64 for remi."""
+    if encoding == "cp":
+        return _encode_cp(q, vocab)
+    if encoding == "nb":
+        return _encode_nb(q, vocab)
+    if encoding == "remi":
+        return _encode_remi(q, vocab)
+    raise ValueError(encoding)
+
+
+def _tsid(vocab, ts):
+    return vocab.index["timesig"][f"TS_{ts[0]}/{ts[1]}"] if ts else 1  # 1 = CONTI
+
+
+def _encode_cp(q: QScore, vocab: Vocabulary) -> np.ndarray:
+    ev, idx = _Events(q, vocab), vocab.index
+    notes = _note_ids(q, vocab)
+    out = np.zeros((len(ev.starts) + len(ev.positions) + len(notes), 9), np.int64)
+    METRICAL, NOTE, BAR = idx["type"]["Metrical"], idx["type"]["Note"], idx["beat"]["Bar"]
+    g, e = 0, 0
+    for b, s in enumerate(ev.starts.tolist()):
+        out[g, 0], out[g, 1], out[g, 3] = METRICAL, BAR, _tsid(vocab, ev.ts_at_bar.get(b))
+        g += 1
+        while e < len(ev.positions) and ev.bar_of[e] == b:
+            p = int(ev.positions[e])
+            t, c = ev.tempo_at.get(p), ev.chord_at.get(p)
+            out[g, :5] = (METRICAL, 2 + p - s, idx["tempo"][f"Tempo_{t}"] if t is not None else 1, 0,
+                          idx["chord"][f"Chord_{c}"] if c is not None else 1)
+            g += 1
+            lo, hi = ev.lo[e], ev.hi[e]
+            out[g:g + hi - lo, 0] = NOTE
+            out[g:g + hi - lo, 5:] = notes[lo:hi]
+            g += hi - lo
+            e += 1
+    return out[:g]
+
+
+def _encode_nb(q: QScore, vocab: Vocabulary) -> np.ndarray:
+    ev, idx, cfg = _Events(q, vocab), vocab.index, vocab.config
+    notes = _note_ids(q, vocab)
+    SAME = idx["bar"]["Same"]
+    rows: list = []
+    ts_bars = sorted(ev.ts_at_bar)
+    prev = -1
+    for e, p in enumerate(ev.positions.tolist()):
+        b = int(ev.bar_of[e])
+        # stops before bar b: a bar with a new time signature, or a gap longer than max_bar_skip
+        while True:
+            nxt = next((k for k in ts_bars if prev < k < b), None)
+            if nxt is None and b - prev > cfg.max_bar_skip:
+                nxt = prev + cfg.max_bar_skip
+            elif nxt is not None and nxt - prev > cfg.max_bar_skip:
+                nxt = prev + cfg.max_bar_skip
+            if nxt is None:
+                break
+            rows.append((SAME + nxt - prev, 2, 1, _tsid(vocab, ev.ts_at_bar.get(nxt)), 1, 0, 0, 0, 0))
+            prev = nxt
+        flag = SAME if b == prev else SAME + b - prev
+        ts = _tsid(vocab, ev.ts_at_bar.get(b)) if b != prev else 1
+        beat = 2 + p - int(ev.starts[b])
+        t, c = ev.tempo_at.get(p), ev.chord_at.get(p)
+        tid = idx["tempo"][f"Tempo_{t}"] if t is not None else 1
+        cid = idx["chord"][f"Chord_{c}"] if c is not None else 1
+        lo, hi = int(ev.lo[e]), int(ev.hi[e])
+        if hi == lo:
+            rows.append((flag, beat, tid, ts, cid, 0, 0, 0, 0))
+        else:
+            first = notes[lo]
+            rows.append((flag, beat, tid, ts, cid, *first.tolist()))
+            for k in range(lo + 1, hi):
+                rows.append((SAME, beat, 1, 1, 1, *notes[k].tolist()))
+        prev = b
+    return np.array(rows, dtype=np.int64).reshape(-1, 9)
+
+
+def _encode_remi(q: QScore, vocab: Vocabulary) -> np.ndarray:
+    ev, r = _Events(q, vocab), vocab.remi_index
+    notes = q.notes
+    out: list[int] = []
+    BAR = r["Bar"]
+    pos0, pitch0, vel0, dur0, trk0 = (r["Position_0"], r["Pitch_0"], r[f"Vel_{velocity_values(vocab.config)[0]}"],
+                                      r["Dur_1"], r["Track_0"])
+    vel_rank = {v: i for i, v in enumerate(velocity_values(vocab.config))}
+    cur_track = 0
+    e = 0
+    for b, s in enumerate(ev.starts.tolist()):
+        out.append(BAR)
+        ts = ev.ts_at_bar.get(b)
+        if ts:
+            out.append(r[f"TimeSig_{ts[0]}/{ts[1]}"])
+        while e < len(ev.positions) and ev.bar_of[e] == b:
+            p = int(ev.positions[e])
+            out.append(pos0 + p - s)
+            if p in ev.tempo_at:
+                out.append(r[f"Tempo_{ev.tempo_at[p]}"])
+            if p in ev.chord_at:
+                out.append(r[f"Chord_{ev.chord_at[p]}"])
+            for k in range(ev.lo[e], ev.hi[e]):
+                _, d, pitch, v, t = notes[k].tolist()
+                if t != cur_track:
+                    out.append(trk0 + t)
+                    cur_track = t
+                out += (pitch0 + pitch, vel0 + vel_rank[v], dur0 + d - 1)
+            e += 1
+    return np.array(out, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------- decoders
+
+
+class DecodeError(ValueError):
+    """Tokens that describe an impossible event; the message says which token and why."""
+
+
+class _Timeline:
+    """Bar state shared by the decoders."""
+
+    def __init__(self, vocab: Vocabulary):
+        self.grid = vocab.config.grid
+        self.bar, self.start, self.length = -1, 0, None
+        self.timesigs: list[tuple[int, int, int]] = []
+
+    def advance(self, n: int, ts: tuple[int, int] | None):
+        for _ in range(n):
+            if self.bar < 0:
+                self.bar, self.start = 0, 0
+            else:
+                if self.length is None:
+                    self.set_ts((4, 4))
+                self.bar += 1
+                self.start += self.length
+        if ts is not None:
+            self.set_ts(ts)
+        elif self.length is None:
+            self.set_ts((4, 4))
+
+    def set_ts(self, ts):
+        if self.timesigs and self.timesigs[-1][0] == self.start:
+            self.timesigs.pop()
+        self.timesigs.append((self.start, ts[0], ts[1]))
+        self.length = bar_steps(ts[0], ts[1], self.grid)
+
+    def position(self, p: int) -> int:
+        if self.bar < 0:
+            raise DecodeError("a position before the first bar")
+        if p >= self.length:
+            raise DecodeError(f"position {p} in a bar of {self.length} steps")
+        return self.start + p
+
+
+def _value(tok: str) -> str:
+    return tok.split("_", 1)[1]
+
+
+def decode(tokens: np.ndarray, vocab: Vocabulary, encoding: str, tracks: list[dict] | None = None,
+           tpq: int = 480) -> QScore:
+    """Token ids back to a QScore; an impossible token sequence raises DecodeError."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    if encoding == "remi":
+        q = _decode_remi(tokens, vocab)
+    elif encoding in ("cp", "nb"):
+        if tokens.ndim != 2 or tokens.shape[1] != len(GROUP_FAMILIES[encoding]):
+            raise DecodeError(f"{encoding} tokens must be groups of {len(GROUP_FAMILIES[encoding])}")
+        sizes = vocab.sizes(encoding)
+        for f, n in enumerate(sizes):
+            if len(tokens) and (tokens[:, f].min() < 0 or tokens[:, f].max() >= n):
+                raise DecodeError(f"family {GROUP_FAMILIES[encoding][f]}: id out of range 0..{n - 1}")
+        q = _decode_groups(tokens, vocab, encoding)
+    else:
+        raise ValueError(encoding)
+    n_tracks = int(q.notes[:, 4].max()) + 1 if len(q.notes) else 0
+    tracks = list(tracks or [])
+    tracks += [{"name": f"track {k}", "program": 0, "is_drum": False} for k in range(len(tracks), n_tracks)]
+    q.tracks, q.tpq = tracks, tpq
+    q.notes = q.notes[np.lexsort((q.notes[:, 3], q.notes[:, 1], q.notes[:, 2], q.notes[:, 4], q.notes[:, 0]))]
+    q.tempos, q.chords = _collapse(sorted(q.tempos)), _collapse(sorted(q.chords))
+    return q
+
+
+def _collapse(changes):
+    out = []
+    for p, v in changes:
+        if out and out[-1][0] == p:
+            out.pop()
+        if not out or out[-1][1] != v:
+            out.append((p, v))
+    return out
+
+
+def _decode_groups(tokens: np.ndarray, vocab: Vocabulary, encoding: str) -> QScore:
+    fam = vocab.families
+    tl = _Timeline(vocab)
+    notes, tempos, chords = [], [], []
+    cur = None
+    vel = [0] + velocity_values(vocab.config)
+    for i, g in enumerate(tokens.tolist()):
+        head, beat, tempo, ts, chord, track, pitch, dur, velo = g
+        try:
+            lead = fam["type" if encoding == "cp" else "bar"][head]
+            tsv = None if ts < 2 else tuple(int(x) for x in _value(fam["timesig"][ts]).split("/"))
+            if lead in ("BOS", IGN):
+                continue
+            if lead == "EOS":
+                break
+            if encoding == "cp" and lead == "Metrical":
+                if beat == 1:  # Bar
+                    tl.advance(1, tsv)
+                    cur = None
+                    continue
+                if beat == 0:
+                    raise DecodeError("a metrical group with no bar or position")
+                if tsv is not None:
+                    raise DecodeError("a time signature on a position (only on a bar)")
+                cur = tl.position(beat - 2)
+            elif encoding == "nb":
+                if lead == "Same":
+                    if tsv is not None:
+                        raise DecodeError("a time signature change inside a bar")
+                else:
+                    tl.advance(int(lead[4:]), tsv)
+                if beat < 2:
+                    raise DecodeError("a group with no position")
+                cur = tl.position(beat - 2)
+            if encoding == "nb" or lead == "Metrical":
+                if tempo >= 2:
+                    tempos.append((cur, int(_value(fam["tempo"][tempo]))))
+                if chord >= 2:
+                    chords.append((cur, _value(fam["chord"][chord])))
+            is_note = lead == "Note" if encoding == "cp" else pitch != 0
+            if is_note:
+                if cur is None:
+                    raise DecodeError("a note before any position")
+                if min(track, pitch, dur, velo) == 0:
+                    raise DecodeError("a note without track, pitch, duration and velocity")
+                notes.append((cur, dur, pitch - 1, vel[velo], track - 1))
+            elif encoding == "nb" and max(track, dur, velo) > 0:
+                raise DecodeError("note values in a group with no pitch")
+        except DecodeError as e:
+            raise DecodeError(f"group {i}: {e}") from None
+    if not notes and not tempos:
+        raise DecodeError("no notes")
+    return QScore(np.array(notes, dtype=np.int64).reshape(-1, 5), tempos, tl.timesigs, chords)
+
+
+def _decode_remi(tokens: np.ndarray, vocab: Vocabulary) -> QScore:
+    if tokens.ndim != 1:
+        raise DecodeError("remi tokens must be a flat list")
+    remi = vocab.remi
+    if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(remi)):
+        raise DecodeError(f"id out of range 0..{len(remi) - 1}")
+    tl = _Timeline(vocab)
+    notes, tempos, chords = [], [], []
+    cur, track, pending = None, 0, None  # pending: [pitch, velocity] waiting for its duration
+    toks = [remi[t] for t in tokens.tolist()]
+    for i, tok in enumerate(toks):
+        try:
+            kind = tok.split("_", 1)[0]
+            if pending is not None and kind not in ("Vel", "Dur"):
+                raise DecodeError(f"{tok} after a pitch without velocity and duration")
+            if tok in ("<pad>", "BOS"):
+                continue
+            if tok == "EOS":
+                break
+            if tok == "Bar":
+                nxt = toks[i + 1] if i + 1 < len(toks) else ""
+                ts = tuple(int(x) for x in nxt[8:].split("/")) if nxt.startswith("TimeSig_") else None
+                tl.advance(1, ts)
+                cur = None
+            elif kind == "TimeSig":
+                if i == 0 or toks[i - 1] != "Bar":
+                    raise DecodeError("a time signature not right after a bar")
+            elif kind == "Position":
+                cur = tl.position(int(tok[9:]))
+            elif kind in ("Tempo", "Chord"):
+                if cur is None:
+                    raise DecodeError(f"{tok} before any position")
+                (tempos if kind == "Tempo" else chords).append((cur, int(tok[6:]) if kind == "Tempo" else tok[6:]))
+            elif kind == "Track":
+                track = int(tok[6:])
+            elif kind == "Pitch":
+                if cur is None:
+                    raise DecodeError("a pitch before any position")
+                pending = [int(tok[6:])]
+            elif kind == "Vel":
+                if pending is None or len(pending) != 1:
+                    raise DecodeError("a velocity not right after a pitch")
+                pending.append(int(tok[4:]))
+            elif kind == "Dur":
+                if pending is None or len(pending) != 2:
+                    raise DecodeError("a duration not right after pitch and velocity")
+                notes.append((cur, int(tok[4:]), pending[0], pending[1], track))
+                pending = None
+            else:
+                raise DecodeError(f"unexpected token {tok}")
+        except DecodeError as e:
+            raise DecodeError(f"token {i}: {e}") from None
+    if pending is not None:
+        raise DecodeError("the last pitch has no velocity and duration")
+    if not notes and not tempos:
+        raise DecodeError("no notes")
+    return QScore(np.array(notes, dtype=np.int64).reshape(-1, 5), tempos, tl.timesigs, chords)
+
+
+# ---------------------------------------------------------------------------- strings and MIDI
+
+
+def ids_to_strings(ids: np.ndarray, vocab: Vocabulary, encoding: str) -> list:
+    """Ids to token strings: a list of groups (lists) for cp/nb, a flat list for remi."""
+    if encoding == "remi":
+        return [vocab.remi[i] for i in ids.tolist()]
+    fams = [vocab.families[f] for f in GROUP_FAMILIES[encoding]]
+    return [[fams[f][i] for f, i in enumerate(g)] for g in ids.tolist()]
+
+
+def strings_to_ids(tokens: list, vocab: Vocabulary, encoding: str) -> np.ndarray:
+    """Token strings to ids; an unknown string raises DecodeError naming it."""
+    try:
+        if encoding == "remi":
+            return np.array([vocab.remi_index[t] for t in tokens], dtype=np.int64)
+        maps = [vocab.index[f] for f in GROUP_FAMILIES[encoding]]
+        return np.array([[maps[f][t] for f, t in enumerate(g)] for g in tokens], dtype=np.int64).reshape(
+            -1, len(maps))
+    except KeyError as e:
+        raise DecodeError(f"unknown token {e.args[0]!r} for {encoding}") from None
+    except (TypeError, IndexError):
+        raise DecodeError(f"malformed {encoding} tokens") from None
+
+
+def to_music(q: QScore, vocab: Vocabulary, source: str = "") -> Music:
+    """A QScore back to ticks (at the source's resolution when the grid divides it, else 480 or finer)."""
+    cfg = vocab.config
+    step = np.lcm(cfg.grid, cfg.duration_res)
+    tpq = q.tpq if q.tpq % step == 0 else (480 if 480 % step == 0 else int(step) * 120)
+    n = q.notes
+    ticks = np.stack([n[:, 0] * tpq // cfg.grid, n[:, 1] * tpq // cfg.duration_res, n[:, 2], n[:, 3], n[:, 4]],
+                     axis=1)
+    tempos = [(p * tpq // cfg.grid, float(b)) for p, b in q.tempos]
+    sigs = [(p * tpq // cfg.grid, a, b) for p, a, b in q.timesigs]
+    chords = [(p * tpq // cfg.grid, c) for p, c in q.chords]
+    return Music(source, int(tpq), ticks, q.tracks, tempos, sigs, chords)
+
+
+def differences(a: QScore, b: QScore, chords: bool = True) -> list[str]:
+    """What differs between two quantised pieces (empty when they are equal)."""
+    out = []
+    if a.notes.shape != b.notes.shape or not np.array_equal(a.notes, b.notes):
+        sa = {tuple(r) for r in a.notes.tolist()}
+        sb = {tuple(r) for r in b.notes.tolist()}
+        out.append(f"notes: {len(a.notes)} vs {len(b.notes)}; e.g. {sorted(sa - sb)[:2]} / {sorted(sb - sa)[:2]}")
+    if a.tempos != b.tempos:
+        out.append(f"tempos: {a.tempos[:4]} vs {b.tempos[:4]}")
+    if a.timesigs != b.timesigs:
+        out.append(f"time signatures: {a.timesigs[:4]} vs {b.timesigs[:4]}")
+    if chords and a.chords != b.chords:
+        out.append(f"chords: {a.chords[:4]} vs {b.chords[:4]}")
+    return out
+
+
+_ = (CONTI, IGN)

@@ -1,0 +1,214 @@
+"""Tokenize: quantisation, the three encodings and their exact round trip, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from songkit.core.errors import UserError
+from songkit.tasks.tokenize import data
+from songkit.tasks.tokenize import encoding as E
+from songkit.tasks.tokenize.spec import ENCODINGS, TokenizerConfig, Vocabulary
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
+POP909 = SHARED / "pop909" / "POP909"
+VOCAB = Vocabulary(TokenizerConfig())
+
+
+def make_midi(path, tpq=480, tracks=2, ts=((0, 4, 4),), tempos=((0, 100.0),), seed=0, n=60):
+    """A MIDI file with off-grid notes, several tracks, tempo and time-signature changes."""
+    import symusic
+
+    rng = np.random.default_rng(seed)
+    score = symusic.Score(tpq)
+    for k in range(tracks):
+        tr = symusic.Track(name=f"t{k}", program=[0, 33, 40][k % 3], is_drum=False)
+        for _ in range(n):
+            tr.notes.append(symusic.Note(int(rng.integers(0, 40 * tpq)), int(rng.integers(0, 3 * tpq)),
+                                         int(rng.integers(30, 90)), int(rng.integers(1, 128))))
+        score.tracks.append(tr)
+    for t, q in tempos:
+        score.tempos.append(symusic.Tempo(t, qpm=q))
+    for t, a, b in ts:
+        score.time_signatures.append(symusic.TimeSignature(t, a, b))
+    score.dump_midi(str(path))
+    return path
+
+
+def roundtrip(path, vocab=VOCAB, tracks=None):
+    """quantise(read(decode(encode(x)))) against quantise(x), for every encoding, via a MIDI file."""
+    q = E.quantise(data.read_music(path, tracks), vocab)
+    for enc in ENCODINGS:
+        ids = E.encode(q, vocab, enc)
+        q2 = E.decode(ids, vocab, enc, q.tracks, q.tpq)
+        out = Path(str(path) + f".{enc}.mid")
+        data.write_midi(E.to_music(q2, vocab), out)
+        q3 = E.quantise(data.read_music(out), vocab)
+        assert E.differences(q, q3) == [], (path, enc)
+        assert np.array_equal(E.encode(q3, vocab, enc), ids), (path, enc)  # tokens are a fixed point
+    return q
+
+
+def test_vocabulary_is_stable_and_reloads(tmp_path):
+    v = Vocabulary(TokenizerConfig())
+    assert v.hash == VOCAB.hash  # deterministic from the config
+    v.save(tmp_path / "v.json")
+    w = Vocabulary.load(tmp_path / "v.json")
+    assert w.hash == v.hash and w.families == v.families and w.remi == v.remi
+    assert len(v.families["chord"]) == 2 + 133  # ign, conti, the CP paper's 133 chords
+    assert Vocabulary(TokenizerConfig(grid=8)).hash != v.hash
+    d = json.loads((tmp_path / "v.json").read_text())
+    d["families"]["pitch"][5] = "Pitch_x"
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    with pytest.raises(UserError, match="hash"):
+        Vocabulary.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("tpq", [480, 96, 384, 1000])
+def test_roundtrip_synthetic_any_resolution(tmp_path, tpq):
+    path = make_midi(tmp_path / "a.mid", tpq=tpq, tracks=3,
+                     ts=((0, 4, 4), (16 * tpq, 3, 4), (25 * tpq, 6, 8), (31 * tpq + 7, 7, 8)),
+                     tempos=((0, 100.0), (5 * tpq + 13, 133.0), (20 * tpq, 61.0)))
+    q = roundtrip(path)
+    assert [s[1:] for s in q.timesigs] == [(4, 4), (3, 4), (6, 8), (7, 8)]
+    assert [b for _, b in q.tempos] == [101, 134, 62]  # nearest CP tempo bins
+    assert len(q.notes) == 180 and set(q.notes[:, 4].tolist()) == {0, 1, 2}
+
+
+def test_quantise_golden_values(tmp_path):
+    import symusic
+
+    score = symusic.Score(480)
+    tr = symusic.Track(name="p", program=0, is_drum=False)
+    # onset 130 ticks -> 16th 1 (120); 181 -> 2 (240: 1.51 rounds up); duration 0 -> 1 step; 100 -> 2 steps (60 ticks each)
+    for t, d, v in [(130, 100, 64), (181, 0, 1), (0, 480 * 20, 127)]:
+        tr.notes.append(symusic.Note(t, d, 60 + t % 7, v))
+    score.tracks.append(tr)
+    score.dump_midi(str(tmp_path / "g.mid"))
+    q = E.quantise(data.read_music(tmp_path / "g.mid"), VOCAB)
+    assert q.notes.tolist() == [[0, 64, 60, 127, 0], [1, 2, 60 + 130 % 7, 64, 0], [2, 1, 60 + 181 % 7, 2, 0]]
+    assert q.tempos == [(0, 119)] and q.timesigs == [(0, 4, 4)]  # MIDI defaults, binned
+
+
+def test_track_selection_and_strings(tmp_path):
+    path = make_midi(tmp_path / "a.mid", tracks=3)
+    q = roundtrip(path, tracks=[2])
+    assert len(q.tracks) == 1 and q.tracks[0]["index"] == 2 and q.tracks[0]["program"] == 40
+    ids = E.encode(q, VOCAB, "cp")
+    strings = E.ids_to_strings(ids, VOCAB, "cp")
+    assert strings[0][:2] == ["Metrical", "Bar"]
+    assert np.array_equal(E.strings_to_ids(strings, VOCAB, "cp"), ids)
+    with pytest.raises(UserError, match="no track 5"):
+        data.read_music(path, [5])
+
+
+def test_token_counts_nb_shorter_than_cp(tmp_path):
+    q = E.quantise(data.read_music(make_midi(tmp_path / "a.mid", tracks=1, n=200)), VOCAB)
+    cp, nb, remi = (len(E.encode(q, VOCAB, e)) for e in ENCODINGS)
+    assert nb < cp < remi
+    starts, _ = q.bars(4)
+    positions = np.unique(np.concatenate([q.notes[:, 0], [p for p, _ in q.tempos + q.chords]]))
+    assert cp == len(starts) + len(positions) + len(q.notes)  # a bar, a beat per position, a group per note
+    groups = E.encode(q, VOCAB, "nb")
+    assert (groups[:, 6] > 0).sum() == len(q.notes)  # one NB group per note, plus groups with no note
+
+
+def test_chord_recogniser_finds_triads():
+    # C major then A minor, two quarters each, grid 4: positions 0 and 8
+    notes = [[0, 16, p, 64, 0] for p in (60, 64, 67)] + [[8, 16, p, 64, 0] for p in (57, 60, 64)]
+    q = E.QScore(np.array(notes), [(0, 120)], [(0, 4, 4)], tracks=[{"is_drum": False}])
+    assert E.recognise_chords(q, 4, 8) == [(0, "C_M"), (8, "A_m")]
+
+
+def test_pop909_harte_labels():
+    assert data.harte_to_label("C#:min7/b3") == "C#_m7"
+    assert data.harte_to_label("Bb:maj") == "A#_M"
+    assert data.harte_to_label("E:sus4(b7)") == "E_sus4"
+    assert data.harte_to_label("G:hdim7") == "G_/o7"
+    assert data.harte_to_label("N") == "N"
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+def test_bad_midi_inputs(tmp_path):
+    good = make_midi(tmp_path / "a.mid").read_bytes()
+    (tmp_path / "trunc.mid").write_bytes(good[: len(good) // 2])
+    with pytest.raises(UserError, match="trunc.mid: not a readable MIDI"):
+        data.read_music(tmp_path / "trunc.mid")
+    (tmp_path / "text.mid").write_text("hello, not MIDI")
+    with pytest.raises(UserError, match="text.mid: not a readable MIDI"):
+        data.read_music(tmp_path / "text.mid")
+    make_midi(tmp_path / "empty.mid", n=0)
+    with pytest.raises(UserError, match="empty.mid: no notes"):
+        data.read_music(tmp_path / "empty.mid")
+    with pytest.raises(UserError, match="missing.mid: no such file"):
+        data.read_music(tmp_path / "missing.mid")
+    (tmp_path / "x.wav").write_bytes(b"RIFF")
+    with pytest.raises(UserError, match="unknown file type"):
+        data.read_music(tmp_path / "x.wav")
+
+
+def test_impossible_tokens_are_errors(tmp_path):
+    q = E.quantise(data.read_music(make_midi(tmp_path / "a.mid")), VOCAB)
+    cp = E.encode(q, VOCAB, "cp")
+    bad = cp.copy()
+    bad[1, 1] = VOCAB.index["beat"]["Pos_31"]  # position 31 in a 4/4 bar of 16 steps
+    with pytest.raises(E.DecodeError, match="group 1: position 31 in a bar of 16"):
+        E.decode(bad, VOCAB, "cp")
+    note_first = cp[[2, 0, 1]]  # a note before any bar
+    with pytest.raises(E.DecodeError, match="group 0"):
+        E.decode(note_first, VOCAB, "cp")
+    nb = E.encode(q, VOCAB, "nb")
+    bad = nb.copy()
+    bad[0, 0] = 99
+    with pytest.raises(E.DecodeError, match="out of range"):
+        E.decode(bad, VOCAB, "nb")
+    remi = E.encode(q, VOCAB, "remi").tolist()
+    i = next(k for k, t in enumerate(remi) if VOCAB.remi[t].startswith("Pitch_"))
+    with pytest.raises(E.DecodeError, match="without velocity"):
+        E.decode(np.array(remi[: i + 1] + [VOCAB.remi_index["Bar"]]), VOCAB, "remi")
+    with pytest.raises(E.DecodeError, match="unknown token 'Pitch_200'"):
+        E.strings_to_ids([["Note"] + ["<ign>"] * 5 + ["Pitch_200", "Dur_1", "Vel_2"]], VOCAB, "cp")
+
+
+def test_time_signature_outside_vocabulary(tmp_path):
+    path = make_midi(tmp_path / "a.mid", ts=((0, 4, 4), (4 * 480, 17, 4)))
+    with pytest.raises(UserError, match="a.mid: time signature 17/4 does not fit"):
+        E.quantise(data.read_music(path), VOCAB)
+
+
+# ---------------------------------------------------------------- real data
+
+
+def test_roundtrip_bach_chorales(tmp_path):
+    paths = data.chorale_paths(limit=3)
+    for i, p in enumerate(paths):
+        src = tmp_path / f"c{i}.mxl"
+        src.write_bytes(Path(p).read_bytes())
+        q = roundtrip(src)
+        assert len(q.tracks) >= 4 and len(q.chords) > 5
+
+
+@pytest.mark.slow
+def test_roundtrip_every_bach_chorale(tmp_path):
+    for i, p in enumerate(data.chorale_paths()):
+        src = tmp_path / f"c{i}{Path(p).suffix}"
+        src.write_bytes(Path(p).read_bytes())
+        roundtrip(src)
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not POP909.is_dir(), reason="needs ../shared/datasets/pop909")
+def test_roundtrip_pop909_sample(tmp_path):
+    for song in sorted(POP909.iterdir())[:5]:
+        src = tmp_path / song.name
+        src.mkdir()
+        (src / f"{song.name}.mid").write_bytes((song / f"{song.name}.mid").read_bytes())
+        q = roundtrip(src / f"{song.name}.mid")
+        # with chord_midi.txt beside it the chords come from the annotation
+        ann = data.read_music(song / f"{song.name}.mid")
+        assert ann.chords and len(q.chords) > 0
