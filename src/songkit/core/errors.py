@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 
-import click
+try:  # typer >= 0.2x vendors its own click: its handler catches only that ClickException
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer over the click package
+    from click import ClickException
 
 
-class UserError(click.ClickException):
+class UserError(ClickException):
     """A mistake in the user's input (a file, an option, a checkpoint), not a bug.
 
     The message should name the file and the problem: ``f"{path}: not a WAV file"``.
