@@ -6,5 +6,8 @@ thin Typer module `songkit.cli.<TASK>`; the library code lives in
 """
 
 TASKS: list[str] = [
+    "instrument",
     "generate",
+    "chords",
+    "tokenize",
 ]
