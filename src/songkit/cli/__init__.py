@@ -25,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # user errors as one plain line (UserError.show), not a rich box that cuts long paths
 )
 train_app = typer.Typer(help="Train the model behind a task: songkit train TASK.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure a task's checkpoint on a dataset: songkit eval TASK.", no_args_is_help=True)
