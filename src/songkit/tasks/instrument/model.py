@@ -1,0 +1,218 @@
+"""The instrument-family classifiers. Every model takes raw 16 kHz audio ``(B, N)`` and
+returns logits ``(B, 11)``; the log-mel models compute their features inside ``forward``
+with the shared torch front end (``songkit.core.audio.log_mel``), so features are made on
+the model's device and a checkpoint needs no separate feature pipeline.
+
+MODELS = {name: (ConfigDataclass, ModuleClass)}:
+  lstm       the seed's LSTM: the first second as 100 steps of 160 samples, 3 x 128, last step
+  blstm      the same, bidirectional (last step of both directions' outputs, as the seed)
+  cnn1d      1D CNN over log-mel (Dieleman 2014): convolution along time, mel bins as channels
+  cnn2d      2D CNN in the style of Choi et al.'s FCN-4, scaled to a 64 x 101 log-mel
+  samplecnn  Sample-CNN (Lee et al. 2017) on the raw waveform: 3^n model, filters of 3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from songkit.tasks.instrument.spec import (
+    CLIP_SAMPLES,
+    FAMILIES,
+    FMIN,
+    FRAME_SAMPLES,
+    HOP,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+)
+
+
+# ----------------------------------------------------------------------------- the seed's RNNs
+@dataclass
+class LSTMConfig:
+    """The seed's LSTM: INPUT_SIZE 160, HIDDEN_SIZE 128, NUM_LAYERS 3 (Adam 8e-4, batch 32)."""
+
+    clip_samples: int = CLIP_SAMPLES  # the first second
+    frame_samples: int = FRAME_SAMPLES  # 160 samples per step -> 100 steps
+    hidden_size: int = 128
+    num_layers: int = 3
+    bidirectional: bool = False
+    num_classes: int = len(FAMILIES)
+
+
+class LSTMClassifier(nn.Module):
+    """Raw samples framed as (B, 100, 160) -> LSTM -> Linear on the last time step."""
+
+    def __init__(self, cfg: LSTMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.rnn = nn.LSTM(cfg.frame_samples, cfg.hidden_size, cfg.num_layers, batch_first=True,
+                           bidirectional=cfg.bidirectional)
+        self.out = nn.Linear(cfg.hidden_size * (2 if cfg.bidirectional else 1), cfg.num_classes)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        steps = self.cfg.clip_samples // self.cfg.frame_samples
+        x = wave[:, : steps * self.cfg.frame_samples].reshape(wave.shape[0], steps, self.cfg.frame_samples)  # (B, 100, 160)
+        r_out, _ = self.rnn(x)  # (B, 100, H * dirs); zero initial state, as the seed
+        return self.out(r_out[:, -1, :])  # the seed's "r_out at the last time step"
+
+
+@dataclass
+class BLSTMConfig(LSTMConfig):
+    """The seed's BLSTM: the LSTM with bidirectional=True."""
+
+    bidirectional: bool = True
+
+
+# ----------------------------------------------------------------------------- log-mel front end
+@dataclass
+class MelConfig:
+    """Log-mel settings shared by the spectrogram models (10 ms hop: 101 frames per second)."""
+
+    clip_samples: int = CLIP_SAMPLES
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT
+    hop: int = HOP
+    n_mels: int = N_MELS
+    fmin: float = FMIN
+
+
+class LogMel(nn.Module):
+    """(B, N) audio -> (B, n_mels, T) log-mel, normalised per mel bin by a BatchNorm (as FCN-4's input BN)."""
+
+    def __init__(self, cfg: MelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.norm = nn.BatchNorm1d(cfg.n_mels)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        from songkit.core.audio import log_mel
+
+        c = self.cfg
+        with torch.autocast(device_type=wave.device.type, enabled=False):  # STFT in float32
+            mel = log_mel(wave[:, : c.clip_samples].float(), sample_rate=c.sample_rate, n_fft=c.n_fft, hop=c.hop,
+                          n_mels=c.n_mels, fmin=c.fmin, eps=1e-8)  # (B, M, T)
+        return self.norm(mel)
+
+
+@dataclass
+class CNN1DConfig(MelConfig):
+    """1D CNN: convolutions along time over all mel bins; global mean+max pooling; 2 FC layers."""
+
+    channels: list[int] = field(default_factory=lambda: [128, 128, 128])
+    kernel: int = 3
+    hidden: int = 256
+    dropout: float = 0.3
+    num_classes: int = len(FAMILIES)
+
+
+class CNN1D(nn.Module):
+    def __init__(self, cfg: CNN1DConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mel = LogMel(cfg)
+        layers, c_in = [], cfg.n_mels
+        for c_out in cfg.channels:
+            layers += [nn.Conv1d(c_in, c_out, cfg.kernel, padding="same"), nn.BatchNorm1d(c_out), nn.ReLU(),
+                       nn.MaxPool1d(2)]
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(2 * c_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+                                  nn.Linear(cfg.hidden, cfg.num_classes))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        h = self.body(self.mel(wave))  # (B, C, T')
+        return self.head(torch.cat([h.mean(-1), h.amax(-1)], dim=1))  # Dieleman's global mean + max pooling
+
+
+@dataclass
+class CNN2DConfig(MelConfig):
+    """FCN-4 (Choi et al. 2016) scaled: 4 conv 3x3 + BN + ReLU + max-pool blocks that pool the
+    64 x 101 log-mel to 1 x 1 (FCN-4: 96 x 1366 with 128/384/768/2048 channels, pools (2,4)(4,5)(3,8)(4,8))."""
+
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    pools: list[list[int]] = field(default_factory=lambda: [[2, 2], [2, 2], [4, 5], [4, 5]])  # (mel, time)
+    dropout: float = 0.3
+    num_classes: int = len(FAMILIES)
+
+
+class CNN2D(nn.Module):
+    def __init__(self, cfg: CNN2DConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mel = LogMel(cfg)
+        layers, c_in = [], 1
+        for c_out, pool in zip(cfg.channels, cfg.pools):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                       nn.MaxPool2d(tuple(pool), ceil_mode=True)]
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(c_in, cfg.num_classes))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        h = self.body(self.mel(wave)[:, None])  # (B, C, M', T'): 1 x 1 for the default 64 x 101 input
+        return self.head(h.amax(dim=(2, 3)))  # global max pool for other input sizes
+
+
+# ----------------------------------------------------------------------------- Sample-CNN
+@dataclass
+class SampleCNNConfig:
+    """Sample-CNN (Lee et al. 2017), 3^9 model: a strided conv of 3, then conv-3 + max-pool-3
+    blocks to one frame, conv-1, dropout, FC. Input 3^9 = 19683 samples (1.23 s at 16 kHz).
+    Channels scaled down from Lee et al.'s 128 ... 512 for a CPU; 8 blocks for 3^9 samples."""
+
+    clip_samples: int = 19683
+    channels: list[int] = field(default_factory=lambda: [32, 32, 48, 64, 96, 128, 128, 128, 256])
+    dropout: float = 0.5
+    num_classes: int = len(FAMILIES)
+
+
+class SampleCNN(nn.Module):
+    def __init__(self, cfg: SampleCNNConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.channels
+        layers = [nn.Conv1d(1, ch[0], 3, stride=3), nn.BatchNorm1d(ch[0]), nn.ReLU()]  # sample-level strided conv
+        for c_in, c_out in zip(ch[:-1], ch[1:]):
+            layers += [nn.Conv1d(c_in, c_out, 3, padding=1), nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(3)]
+        layers += [nn.Conv1d(ch[-1], ch[-1], 1), nn.BatchNorm1d(ch[-1]), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(ch[-1], cfg.num_classes))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        x = wave[:, : self.cfg.clip_samples]
+        if x.shape[1] < self.cfg.clip_samples:
+            x = nn.functional.pad(x, (0, self.cfg.clip_samples - x.shape[1]))
+        h = self.body(x[:, None])  # (B, C, 1) for 3^9 samples
+        return self.head(h.amax(-1))
+
+
+MODELS: dict[str, tuple[type, type]] = {
+    "lstm": (LSTMConfig, LSTMClassifier),
+    "blstm": (BLSTMConfig, LSTMClassifier),
+    "cnn1d": (CNN1DConfig, CNN1D),
+    "cnn2d": (CNN2DConfig, CNN2D),
+    "samplecnn": (SampleCNNConfig, SampleCNN),
+}
+
+
+def build_model(name: str, config: dict | None = None) -> nn.Module:
+    """A model by name, from a config dict (a checkpoint's) or the defaults."""
+    from songkit.core.errors import UserError
+
+    if name not in MODELS:
+        raise UserError(f"--model {name}: expected one of {', '.join(MODELS)}")
+    cfg_cls, module_cls = MODELS[name]
+    try:
+        cfg = cfg_cls(**(config or {}))
+    except TypeError as e:
+        raise UserError(f"model '{name}': config does not fit ({e})") from None
+    return module_cls(cfg)
+
+
+def input_samples(model: nn.Module) -> int:
+    """How many samples from the start of a note the model reads."""
+    return int(model.cfg.clip_samples)

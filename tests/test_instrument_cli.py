@@ -1,0 +1,162 @@
+"""`songkit instrument`, `songkit train instrument`, `songkit eval instrument` end to end on a
+small NSynth-layout set made here, and the bad inputs of the issue through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from songkit.cli import app
+from test_instrument_data import make_nsynth, tone, write_bad_wavs
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small cnn1d trained through the real CLI (a subprocess, as a user runs it)."""
+    from conftest import run_cli
+
+    root = make_nsynth(tmp_path_factory.mktemp("ns"), {"train": 12, "valid": 5, "test": 5})
+    run = root.parent / "run"
+    r = run_cli("-q", "train", "instrument", "--data", root, "--model", "cnn1d", "--epochs", "5", "--lr", "3e-3",
+                "--batch-size", "8", "--out", run, "--device", "cpu", "--no-augment")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""  # results and checkpoints go to files; nothing on stdout
+    for name in ("best.ckpt", "last.ckpt", "metrics.jsonl", "curves.png"):
+        assert (run / name).is_file()
+    return root, run / "best.ckpt"
+
+
+def test_classify_files_json_top_k(trained, tmp_path):
+    root, ck = trained
+    wavs = sorted((root / "nsynth-test" / "audio").glob("*.wav"))[:3]
+    r = invoke("instrument", *wavs, "--checkpoint", ck, "--json", "--top", "3")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["file"] for row in rows] == [str(w) for w in wavs]
+    for row in rows:
+        probs = [p for _, p in row["top"]]
+        assert len(row["top"]) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        assert row["family"] == row["top"][0][0] and row["probability"] == probs[0]
+
+
+def test_classifies_held_out_notes_correctly(trained):
+    root, ck = trained
+    r = invoke("eval", "instrument", "--checkpoint", ck, "--data", root, "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    assert result["notes"] == 15 and result["accuracy"] >= 0.8  # 3 families: chance is 1/3
+    assert set(result["per_family"]) >= {"bass", "mallet", "organ", "vocal"}
+    assert result["per_family"]["vocal"]["support"] == 0  # absent family keeps its row
+    assert np.array(result["confusion"]).shape == (11, 11) and np.array(result["confusion"]).sum() == 15
+
+
+def test_eval_table_and_confusion_png(trained, tmp_path):
+    from PIL import Image
+
+    root, ck = trained
+    png = tmp_path / "cm.png"
+    r = invoke("eval", "instrument", "--checkpoint", ck, "--data", root / "nsynth-test", "--png", png)
+    assert r.exit_code == 0, r.output
+    assert "accuracy" in r.stdout and "mallet" in r.stdout and "precision" in r.stdout
+    img = Image.open(png)
+    assert img.format == "PNG" and img.size[0] > 200
+
+
+def test_any_rate_channels_and_length_and_windows(trained, tmp_path):
+    _, ck = trained
+    bad = write_bad_wavs(tmp_path / "in")
+    long = tmp_path / "long.wav"
+    sf.write(long, np.concatenate([tone("bass", 33), np.zeros(16000, np.float32), tone("bass", 36)]), 16000)
+    r = invoke("instrument", bad["pcm8"], bad["rate96k"], bad["six_ch"], long, "-c", ck, "--json")
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 4
+    r = invoke("instrument", long, "-c", ck, "--json", "--windows")
+    row = json.loads(r.stdout)
+    assert row["windows"] == 8 and row["family"] == "bass"  # 9 one-second windows, one silent
+
+
+@pytest.mark.parametrize("kind, message", [("empty", "empty"), ("truncated", "truncated"),
+                                           ("not_audio", "not a readable audio file"), ("silent", "silent")])
+def test_bad_audio_is_a_one_line_error_naming_the_file(trained, tmp_path, kind, message):
+    _, ck = trained
+    bad = write_bad_wavs(tmp_path / "in")
+    r = invoke("instrument", bad[kind], "-c", ck)
+    assert r.exit_code == 2
+    assert r.stderr.startswith("songkit: error: ") and str(bad[kind]) in r.stderr and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+
+
+def test_skip_bad_classifies_the_rest_and_counts(trained, tmp_path):
+    _, ck = trained
+    bad = write_bad_wavs(tmp_path / "in")
+    r = invoke("instrument", tmp_path / "in", "-c", ck, "--json", "--skip-bad")
+    assert r.exit_code == 0, r.output
+    files = {Path(json.loads(line)["file"]).name for line in r.stdout.splitlines()}
+    assert files == {"full.wav", "pcm8.wav", "rate96k.wav", "six_ch.wav"}
+    assert "skipped 4 of 8" in r.stderr
+
+
+def test_missing_audio_in_examples_json(trained, tmp_path):
+    import shutil
+
+    root, ck = trained
+    copy = tmp_path / "ns"
+    shutil.copytree(root, copy)
+    victim = sorted((copy / "nsynth-test" / "audio").glob("*.wav"))[0]
+    victim.unlink()
+    r = invoke("eval", "instrument", "-c", ck, "--data", copy, "--json")
+    assert r.exit_code == 2 and victim.name in r.stderr and "examples.json" in r.stderr
+    r = invoke("eval", "instrument", "-c", ck, "--data", copy, "--json", "--skip-bad")
+    assert r.exit_code == 0 and json.loads(r.stdout)["notes"] == 14
+    assert "skipped 1 bad entry" in r.stderr
+
+
+def test_wrong_checkpoint_and_options(trained, tmp_path):
+    root, ck = trained
+    wav = sorted((root / "nsynth-test" / "audio").glob("*.wav"))[0]
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    r = invoke("instrument", wav, "-c", junk)
+    assert r.exit_code == 2 and str(junk) in r.stderr
+    r = invoke("eval", "instrument", "-c", ck, "--data", root, "--split", "dev")
+    assert r.exit_code == 2 and "--split" in r.stderr
+    r = invoke("train", "instrument", "--data", root, "--model", "resnet", "--out", tmp_path / "r")
+    assert r.exit_code == 2 and "resnet" in r.stderr
+
+
+def test_resume_continues_a_killed_run(trained, tmp_path):
+    root, _ = trained
+    args = ["train", "instrument", "--data", root, "--model", "cnn1d", "--batch-size", "16", "--device", "cpu",
+            "--out", tmp_path / "r"]
+    assert invoke(*args, "--epochs", "1").exit_code == 0
+    r = invoke(*args, "--epochs", "2", "--resume")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+
+
+def test_default_checkpoint_runs_without_options(tmp_path):
+    from songkit.core.checkpoint import default_checkpoint
+    from songkit.core.errors import UserError
+
+    try:
+        default_checkpoint("instrument")
+    except UserError:
+        pytest.skip("no default checkpoint built yet")
+    wav = tmp_path / "organ.wav"
+    sf.write(wav, tone("organ", 60), 16000)
+    r = invoke("instrument", wav, "--json", "--top", "11")
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout)
+    assert len(row["top"]) == 11 and abs(sum(p for _, p in row["top"]) - 1) < 1e-4
