@@ -10,4 +10,5 @@ TASKS: list[str] = [
     "generate",
     "chords",
     "tokenize",
+    "segment",
 ]

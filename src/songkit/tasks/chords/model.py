@@ -1,0 +1,178 @@
+"""Chord models: ``(B, T, 24)`` normalised bass+treble chroma -> ``(B, T, 25)`` logits.
+
+The seed's models (its tables 2-4), adapted from 12-d to 24-d chroma input:
+- ``frame``: sequence length 1 (the seed's baselines a/b): a one-step LSTM applied to every
+  frame on its own, so it sees no context.
+- ``blstm``: the seed's best model (f): 1-layer bidirectional LSTM, 16 hidden units,
+  dropout 0.25, trained on 128-frame sequences.
+- ``crnn1`` (e): conv 64x5x5, max-pool 7x7, BLSTM(64), FC 128 -> 25.
+- ``crnn2`` (d): conv 64x3x3, pool 2x2, conv 128x3x3, pool 3x3, BLSTM(64), FC 128 -> 25.
+  As in the seed the CNN reduces the chroma axis to 1 (here an adaptive max over what the
+  pools leave of 24 bins) and the time axis by the pool factors (128 -> 17 or 20 steps);
+  the seed does not say how its reduced outputs map back to frames, so we repeat each step's
+  prediction over the frames it covers (nearest up-sampling).
+- ``cnn_blstm`` (ours, the stronger model): a same-padded 1-D conv front end over time
+  (3 conv+BN+ReLU layers, 128 channels, kernel 5: ~0.6 s of context per layer) feeding a
+  2-layer BLSTM(128) and a linear layer, in the spirit of the conv-recurrent chord models
+  of McFee & Bello (2017) and madmom's CNN front end; decoded with HMM smoothing (task.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from songkit.tasks.chords import spec
+
+
+@dataclass
+class FrameConfig:
+    input_dim: int = spec.CHROMA_DIM
+    hidden: int = 64
+    num_classes: int = spec.NUM_CLASSES
+
+
+class FrameLSTM(nn.Module):
+    """Sequence length 1: each frame through a one-step LSTM alone."""
+
+    def __init__(self, cfg: FrameConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.lstm = nn.LSTM(cfg.input_dim, cfg.hidden, batch_first=True)
+        self.fc = nn.Linear(cfg.hidden, cfg.num_classes)
+
+    def forward(self, x):  # (B, T, F)
+        B, T, F = x.shape
+        h, _ = self.lstm(x.reshape(B * T, 1, F))  # (B*T, 1, H): no state between frames
+        return self.fc(h[:, 0]).reshape(B, T, -1)
+
+
+@dataclass
+class BLSTMConfig:
+    input_dim: int = spec.CHROMA_DIM
+    hidden: int = 16
+    layers: int = 1
+    dropout: float = 0.25
+    num_classes: int = spec.NUM_CLASSES
+
+
+class BLSTM(nn.Module):
+    """The seed's RNN-only model (table 4)."""
+
+    def __init__(self, cfg: BLSTMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.drop = nn.Dropout(cfg.dropout)
+        self.lstm = nn.LSTM(cfg.input_dim, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=True,
+                            dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.fc = nn.Linear(2 * cfg.hidden, cfg.num_classes)
+
+    def forward(self, x):  # (B, T, F)
+        h, _ = self.lstm(self.drop(x))  # (B, T, 2H)
+        return self.fc(self.drop(h))
+
+
+@dataclass
+class CRNNConfig:
+    input_dim: int = spec.CHROMA_DIM
+    convs: tuple = ((64, 5, 7),)  # (channels, kernel, pool) per layer
+    rnn_hidden: int = 64
+    num_classes: int = spec.NUM_CLASSES
+
+
+class CRNN(nn.Module):
+    """The seed's CRNN: 2-D convs over (chroma, time), pool, BLSTM over the pooled steps."""
+
+    def __init__(self, cfg: CRNNConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers, c_in = [], 1
+        for c_out, k, pool in cfg.convs:
+            layers += [nn.Conv2d(c_in, c_out, k), nn.ReLU(), nn.MaxPool2d(pool)]
+            c_in = c_out
+        self.cnn = nn.Sequential(*layers)
+        self.rnn = nn.LSTM(c_in, cfg.rnn_hidden, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(2 * cfg.rnn_hidden, cfg.num_classes)
+
+    def min_frames(self) -> int:
+        t = 1
+        for _, k, pool in reversed(self.cfg.convs):
+            t = t * pool + k - 1
+        return t
+
+    def forward(self, x):  # (B, T, F)
+        B, T, F = x.shape
+        need = self.min_frames()
+        xt = x.transpose(1, 2)[:, None]  # (B, 1, F, T)
+        if T < need:
+            xt = nn.functional.pad(xt, (0, need - T))
+        h = self.cnn(xt)  # (B, C, F', T')
+        h = h.amax(dim=2).transpose(1, 2)  # (B, T', C): chroma axis reduced to 1
+        h, _ = self.rnn(h)
+        logits = self.fc(h).transpose(1, 2)  # (B, 25, T')
+        return nn.functional.interpolate(logits, size=T, mode="nearest").transpose(1, 2)  # (B, T, 25)
+
+
+@dataclass
+class CNNBLSTMConfig:
+    input_dim: int = spec.CHROMA_DIM
+    channels: int = 128
+    kernel: int = 5
+    conv_layers: int = 3
+    rnn_hidden: int = 128
+    rnn_layers: int = 2
+    dropout: float = 0.3
+    num_classes: int = spec.NUM_CLASSES
+
+
+class CNNBLSTM(nn.Module):
+    """Conv front end over time + 2-layer BLSTM: the stronger model."""
+
+    def __init__(self, cfg: CNNBLSTMConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers, c_in = [], cfg.input_dim
+        for _ in range(cfg.conv_layers):
+            layers += [nn.Conv1d(c_in, cfg.channels, cfg.kernel, padding=cfg.kernel // 2), nn.BatchNorm1d(cfg.channels),
+                       nn.ReLU(), nn.Dropout(cfg.dropout)]
+            c_in = cfg.channels
+        self.cnn = nn.Sequential(*layers)
+        self.rnn = nn.LSTM(c_in, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True, bidirectional=True,
+                           dropout=cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(2 * cfg.rnn_hidden, cfg.num_classes)
+
+    def forward(self, x):  # (B, T, F)
+        h = self.cnn(x.transpose(1, 2)).transpose(1, 2)  # (B, T, C)
+        h, _ = self.rnn(h)  # (B, T, 2H)
+        return self.fc(self.drop(h))
+
+
+MODELS = {
+    "frame": (FrameConfig, FrameLSTM),
+    "blstm": (BLSTMConfig, BLSTM),
+    "crnn1": (CRNNConfig, CRNN),
+    "crnn2": (CRNNConfig, CRNN),
+    "cnn_blstm": (CNNBLSTMConfig, CNNBLSTM),
+}
+PRESETS = {
+    "crnn1": {"convs": ((64, 5, 7),)},
+    "crnn2": {"convs": ((64, 3, 2), (128, 3, 3))},
+}
+
+
+def build(name: str, config: dict | None = None):
+    """Model ``name`` from a config dict (a checkpoint's) or the preset defaults."""
+    from songkit.core.errors import UserError
+
+    if name not in MODELS:
+        raise UserError(f"unknown chords model {name!r}: expected one of {', '.join(MODELS)}")
+    cfg_cls, mod_cls = MODELS[name]
+    kw = dict(PRESETS.get(name, {}))
+    kw.update(config or {})
+    if "convs" in kw:
+        kw["convs"] = tuple(tuple(c) for c in kw["convs"])
+    cfg = cfg_cls(**kw)
+    return cfg, mod_cls(cfg)
