@@ -20,9 +20,9 @@ test: install
 test-slow: install
 	$(PYTHON) -m pytest -m slow
 
-bench: bench-generate
+bench: bench-generate bench-instrument
 
-checkpoints: checkpoint-generate
+checkpoints: checkpoint-generate checkpoint-instrument
 
 # SongRNN on music21's ~13,000 ABC tunes (about 25 CPU-minutes on 2 cores)
 checkpoint-generate:
@@ -34,6 +34,29 @@ checkpoint-generate:
 
 bench-generate:
 	$(PYTHON) bench/bench_generate.py
+
+# instrument: NSynth-format notes rendered from three Debian General MIDI SoundFonts (needs
+# `pip install -e .[soundfont]` and `apt-get install fluidsynth fluid-soundfont-gm timgm6mb-soundfont
+# musescore-general-soundfont-small`); train on TimGM6mb + FluidR3, select on MuseScore's instruments
+SF2 ?= /usr/share/sounds/sf2
+SF3 ?= /usr/share/sounds/sf3
+data-instrument:
+	songkit data instrument --out $(RUNS)/nsynth-3sf --soundfont $(SF2)/TimGM6mb.sf2 --soundfont $(SF2)/FluidR3_GM.sf2 \
+		--soundfont $(SF3)/MuseScore_General_Lite.sf3 --pitch-step 3 --max-notes-per-instrument 8 --seed 1
+
+checkpoint-instrument: data-instrument
+	songkit train instrument --data $(RUNS)/nsynth-3sf --model cnn1d --epochs 12 --seed 0 \
+		--out $(RUNS)/instrument-default > $(RUNS)/instrument-default.log 2>&1 || (tail -5 $(RUNS)/instrument-default.log; exit 1)
+	cp $(RUNS)/instrument-default/best.ckpt src/songkit/tasks/instrument/weights/default.ckpt
+
+# the embedded default set (3.6 MB of Ogg Vorbis): TimGM6mb train, FluidR3 valid/test
+embedded-instrument:
+	songkit data instrument --out $(RUNS)/nsynth-mini --soundfont $(SF2)/TimGM6mb.sf2 --soundfont $(SF2)/FluidR3_GM.sf2 \
+		--pitch-step 3 --max-notes-per-instrument 2 --max-held-out-notes 1 --seed 7 \
+		--pack src/songkit/tasks/instrument/assets/nsynth-mini.tar
+
+bench-instrument:
+	$(PYTHON) bench/bench_instrument.py
 
 clean:
 	rm -rf $(RUNS) .pytest_cache
