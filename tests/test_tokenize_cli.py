@@ -1,0 +1,65 @@
+"""Tokenize from the command line: JSON lines, ids with a saved vocabulary, decode, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from songkit.cli import app
+from tests.test_tokenize import make_midi
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_tokenize_decode_roundtrip_cli(tmp_path):
+    a = make_midi(tmp_path / "a.mid", tracks=2, seed=1)
+    b = make_midi(tmp_path / "b.mid", tracks=1, seed=2, ts=((0, 3, 4),))
+    for enc in ("cp", "nb", "remi"):
+        out = tmp_path / f"{enc}.jsonl"
+        r = run("tokenize", a, b, "--encoding", enc, "--ids", "--vocab", tmp_path / "v.json", "--out", out)
+        assert r.exit_code == 0, r.output
+        recs = [json.loads(x) for x in out.read_text().splitlines()]
+        assert [x["source"] for x in recs] == [str(a), str(b)] and recs[0]["encoding"] == enc
+        assert isinstance(recs[0]["tokens"][0], int if enc == "remi" else list)
+        r = run("tokenize", "--decode", out, "--out", tmp_path / enc, "--vocab", tmp_path / "v.json")
+        assert r.exit_code == 0, r.output
+        again = tmp_path / f"{enc}2.jsonl"
+        r = run("tokenize", tmp_path / enc / "a.mid", tmp_path / enc / "b.mid", "-e", enc, "--ids",
+                "--vocab", tmp_path / "v.json", "--out", again)
+        assert r.exit_code == 0, r.output
+        recs2 = [json.loads(x) for x in again.read_text().splitlines()]
+        assert [x["tokens"] for x in recs2] == [x["tokens"] for x in recs]  # exact round trip through MIDI
+
+
+def test_strings_to_stdout_and_decode(tmp_path):
+    a = make_midi(tmp_path / "a.mid")
+    r = run("tokenize", a, "-e", "nb", "--track", "1")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout.splitlines()[0])
+    assert rec["families"][0] == "bar" and rec["tokens"][0][0].startswith("Bar+")
+    assert [t["index"] for t in rec["tracks"]] == [1]
+    (tmp_path / "t.jsonl").write_text(r.stdout)
+    r = run("tokenize", "--decode", tmp_path / "t.jsonl", "--out", tmp_path / "dec")
+    assert r.exit_code == 0 and (tmp_path / "dec" / "a.mid").is_file()
+
+
+def test_bad_inputs_exit_2_naming_the_file(tmp_path):
+    (tmp_path / "bad.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01")
+    r = run("tokenize", tmp_path / "bad.mid")
+    assert r.exit_code == 2 and "bad.mid" in r.output
+    r = run("tokenize", tmp_path / "a.mid", "--encoding", "xyz")
+    assert r.exit_code == 2
+    a = make_midi(tmp_path / "a.mid")
+    r = run("tokenize", a, "-e", "cp", "--out", tmp_path / "t.jsonl")
+    rec = json.loads((tmp_path / "t.jsonl").read_text())
+    rec["tokens"][1][1] = "Pos_30"  # past the end of a 4/4 bar
+    (tmp_path / "t.jsonl").write_text(json.dumps(rec) + "\n")
+    r = run("tokenize", "--decode", tmp_path / "t.jsonl", "--out", tmp_path / "dec")
+    assert r.exit_code == 2 and "t.jsonl:1: group 1: position 30" in r.output
+    r = run("tokenize", "--decode", a, "--out", tmp_path / "dec")
+    assert r.exit_code == 2 and "a.mid" in r.output
