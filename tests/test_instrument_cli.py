@@ -4,6 +4,8 @@ small NSynth-layout set made here, and the bad inputs of the issue through the C
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,12 @@ from test_instrument_data import make_nsynth, tone, write_bad_wavs
 runner = CliRunner()
 
 
+def run_songkit(*args) -> subprocess.CompletedProcess:
+    """`python -m songkit ARGS` in a real subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "songkit", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
@@ -24,11 +32,9 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small cnn1d trained through the real CLI (a subprocess, as a user runs it)."""
-    from conftest import run_cli
-
     root = make_nsynth(tmp_path_factory.mktemp("ns"), {"train": 12, "valid": 5, "test": 5})
     run = root.parent / "run"
-    r = run_cli("-q", "train", "instrument", "--data", root, "--model", "cnn1d", "--epochs", "5", "--lr", "3e-3",
+    r = run_songkit("-q", "train", "instrument", "--data", root, "--model", "cnn1d", "--epochs", "5", "--lr", "3e-3",
                 "--batch-size", "8", "--out", run, "--device", "cpu", "--no-augment")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""  # results and checkpoints go to files; nothing on stdout
