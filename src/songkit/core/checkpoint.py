@@ -60,7 +60,15 @@ def _plain(value: Any) -> Any:
         return type(value)(_plain(v) for v in value)
     if isinstance(value, Path):
         return str(value)
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)) or _is_tensor(value):
+        return value
+    raise TypeError(f"checkpoints hold only tensors and plain values, not {type(value).__name__}")
+
+
+def _is_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
 
 
 def clean_state_dict(state_dict: dict) -> dict:
@@ -99,7 +107,7 @@ def save_checkpoint(
         "model": model,
         "config": _plain(config),
         "vocab": _plain(vocab),
-        "state_dict": clean_state_dict(state_dict),
+        "state_dict": _plain(clean_state_dict(state_dict)),
         "history": _plain(list(history)),
         "extra": _plain(extra or {}),
     }
@@ -123,11 +131,13 @@ def load_checkpoint(path: str | os.PathLike, task: str | None = None, map_locati
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: no such checkpoint file")
+    if not zipfile.is_zipfile(p):  # torch.save writes a zip archive
+        raise UserError(f"{p}: not a songkit checkpoint (not a PyTorch checkpoint archive)")
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        if "Unsupported global" in str(e) or "GLOBAL" in str(e):
             raise UserError(
                 f"{p}: refused: holds pickled Python objects, not only tensors and plain values "
                 "(songkit never executes pickled code)"

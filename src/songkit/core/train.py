@@ -252,6 +252,7 @@ def fit(
                 "plateau": plateau.state_dict() if plateau is not None else None,
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "rng": _rng_state(),
+                # done: stopped early (a run that reached --epochs can be extended with a larger --epochs)
                 "epoch": epoch, "step": step, "best": best, "bad_epochs": bad_epochs, "done": done,
                 "train_config": asdict(cfg),
             }
@@ -312,8 +313,6 @@ def fit(
             plateau.step(value)
         if cfg.patience and bad_epochs >= cfg.patience:
             done = True
-        if epoch + 1 >= cfg.epochs:
-            done = True
         if is_main:
             log("  ".join([f"epoch {epoch + 1}/{cfg.epochs}"] + [
                 f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"
@@ -323,7 +322,7 @@ def fit(
             save(last_path, with_state=True, epoch=epoch)
             _write_metrics(out, history)
             curves_png(history, out / "curves.png")
-            if done and cfg.patience and bad_epochs >= cfg.patience:
+            if done:
                 log(f"early stop: {cfg.monitor} did not improve for {cfg.patience} epochs (best {best:.4g})")
         if distributed:
             import torch.distributed as dist
