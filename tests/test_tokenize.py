@@ -212,3 +212,13 @@ def test_roundtrip_pop909_sample(tmp_path):
         # with chord_midi.txt beside it the chords come from the annotation
         ann = data.read_music(song / f"{song.name}.mid")
         assert ann.chords and len(q.chords) > 0
+
+
+def test_abc_pickup_bar_and_chords(tmp_path):
+    abc = tmp_path / "t.abc"
+    abc.write_text("X:1\nT:test\nM:6/8\nL:1/8\nQ:1/4=100\nK:D\nA|dfa afd|B2c d3|]\n")
+    q = roundtrip(abc)
+    assert q.timesigs == [(0, 6, 8)] and q.tempos == [(0, 101)]
+    # the pickup eighth sits at the end of a padded first bar (6/8 = 12 sixteenths, pickup at 10)
+    assert q.notes[0].tolist()[:3] == [10, 4, 69] and q.notes[1, 0] == 12
+    assert q.chords[:2] == [(8, "A_M"), (12, "D_M")]

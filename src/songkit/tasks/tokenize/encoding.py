@@ -198,6 +198,7 @@ def _templates() -> tuple[np.ndarray, list[str]]:
 
 
 _TEMPLATES, _TEMPLATE_LABELS = _templates()
+_TEMPLATE_ROOTS = np.repeat(np.arange(12), len(CHORD_QUALITIES))  # (132,) root pitch class of each template
 
 
 def recognise_chords(q: QScore, grid: int, duration_res: int) -> list[tuple[int, str]]:
@@ -205,7 +206,7 @@ def recognise_chords(q: QScore, grid: int, duration_res: int) -> list[tuple[int,
 
     Each non-drum note counts once in every quarter-note window it sounds in. A window's
     score for a chord is the weight on chord tones minus half the weight elsewhere, less
-    0.1 per chord tone (plain triads win ties); a chord changes only when the current one
+    0.1 per chord tone (plain triads win ties), plus 0.2 of the root's weight; a chord changes only when the current one
     scores below the best. Silent windows keep the current chord.
     """
     notes = q.notes
@@ -224,6 +225,7 @@ def recognise_chords(q: QScore, grid: int, duration_res: int) -> list[tuple[int,
     chroma = np.zeros((n_win, 12))
     np.add.at(chroma, (win, pcs), 1.0)
     scores = chroma @ _TEMPLATES.T - 0.5 * chroma @ (1 - _TEMPLATES).T - 0.1 * _TEMPLATES.sum(1)  # (W, 132)
+    scores += 0.2 * chroma[:, _TEMPLATE_ROOTS]  # a sounding root breaks ties (a lone A is A_M, not C#_+)
     best = scores.argmax(1)
     sounding = chroma.sum(1) > 0
     out: list[tuple[int, str]] = []
