@@ -279,7 +279,8 @@ def dataset_files(data_paths: list[Path] | None) -> list[Path]:
 
     if not data_paths:
         return sorted(default_data_dir().glob("*.mid"))
-    return expand_inputs(data_paths, data.SUFFIXES)
+    # POP909 keeps alternative arrangements in NNN/versions/: the dataset is the NNN/NNN.mid files
+    return [f for f in expand_inputs(data_paths, data.SUFFIXES) if f.parent.name != "versions"]
 
 
 def split_files(files: list[Path]) -> tuple[list[Path], list[Path]]:
