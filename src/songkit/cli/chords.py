@@ -71,15 +71,14 @@ def train_chords(
 
     if model not in MODELS:
         raise UserError(f"unknown chords model {model!r}: expected one of {MODEL_NAMES}")
-    if run.data and len(run.data) > 1:
-        raise UserError("chords takes one --data folder")
-    if run.data:
-        root, name = run.data[0], str(run.data[0])
-    else:
+    roots = list(run.data or [])
+    if not roots:
         from songkit.tasks.chords.bach import ensure_embedded
 
-        root, name = ensure_embedded(), "embedded-bach-chorales"
-    songs = load(root, ("train", "valid"))
+        roots = [ensure_embedded()]
+    # several --data folders train one model on all of them (e.g. Billboard chroma + audio with labs)
+    songs = [s for r in roots for s in load(r, ("train", "valid"))]
+    name = " + ".join(str(r) for r in run.data) if run.data else "embedded-bach-chorales"
     train = [s for s in songs if split_of(s.name) == "train"]
     valid = [s for s in songs if split_of(s.name) == "valid"]
     if not train:

@@ -167,22 +167,34 @@ def _window(n_fft: int, device: str):
     return torch.hann_window(n_fft, device=device)
 
 
-def stft_magnitude(samples, n_fft: int = N_FFT, hop: int = HOP_LENGTH, power: float = 1.0):
-    """|STFT| ** power of ``(B, N)`` audio -> ``(B, n_fft//2 + 1, T)``, T = 1 + N // hop.
+def stft(samples, n_fft: int = N_FFT, hop: int = HOP_LENGTH, max_bin: int | None = None):
+    """Complex STFT ``(B, N) -> (B, F, T)``, Hann window, centred frames (zero padding, so frame t
+    is centred at ``t * hop`` samples), T = 1 + N // hop; only bins below ``max_bin`` when given.
 
-    Hann window, centred frames (zero padding), so frame t is centred at t * hop samples.
+    Framing + ``rfft`` rather than ``torch.stft``: the same numbers, about twice as fast on CPU.
     """
     import torch
 
     x = _as_batch(samples)
-    if x.shape[-1] < n_fft // 2 + 1:  # reflect padding needs at least half a window
-        x = torch.nn.functional.pad(x, (0, n_fft // 2 + 1 - x.shape[-1]))
-    spec = torch.stft(
-        x, n_fft, hop_length=hop, window=_window(n_fft, str(x.device)), center=True, pad_mode="constant",
-        return_complex=True,
-    )
-    mag = spec.abs()
-    return mag if power == 1.0 else mag**power
+    x = torch.nn.functional.pad(x, (n_fft // 2, n_fft // 2))
+    if x.shape[-1] < n_fft:
+        x = torch.nn.functional.pad(x, (0, n_fft - x.shape[-1]))
+    frames = x.unfold(-1, n_fft, hop) * _window(n_fft, str(x.device))  # (B, T, n_fft)
+    spec = torch.fft.rfft(frames, dim=-1)  # (B, T, F)
+    if max_bin is not None:
+        spec = spec[..., :max_bin]
+    return spec.transpose(1, 2)
+
+
+def stft_magnitude(samples, n_fft: int = N_FFT, hop: int = HOP_LENGTH, power: float = 1.0, max_bin: int | None = None):
+    """|STFT| ** power of ``(B, N)`` audio -> ``(B, n_fft//2 + 1, T)`` (see :func:`stft`)."""
+    import torch
+
+    spec = torch.view_as_real(stft(samples, n_fft, hop, max_bin))
+    pw = spec[..., 0] ** 2 + spec[..., 1] ** 2  # |z|^2 without a square root
+    if power == 2.0:
+        return pw
+    return pw.sqrt() if power == 1.0 else pw ** (power / 2)
 
 
 def hz_to_mel(f, htk: bool = False):
@@ -289,9 +301,10 @@ def semitone_spectrum(samples, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FF
     import torch
 
     x = _as_batch(samples)
-    mag = stft_magnitude(x, n_fft, hop)
     fb = _on_device("semitone_filterbank", (sample_rate, n_fft, midi_lo, midi_hi), str(x.device))
-    return torch.einsum("pf,bft->bpt", fb, mag)
+    top = min(int(midi_to_hz(midi_hi + 1) * n_fft / sample_rate) + 2, fb.shape[1])
+    mag = stft_magnitude(x, n_fft, hop, max_bin=top)
+    return torch.einsum("pf,bft->bpt", fb[:, :top], mag)
 
 
 @functools.lru_cache(maxsize=16)
@@ -322,10 +335,11 @@ def chroma(samples, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int
     import torch
 
     x = _as_batch(samples)
-    power = stft_magnitude(x, n_fft, hop, power=2.0)
     start_midi = {"A": 57, "C": 60}[start]
     fb = _on_device("chroma_filterbank", (sample_rate, n_fft, float(fmin), float(fmax), start_midi), str(x.device))
-    c = torch.einsum("cf,bft->bct", fb, power)
+    top = min(int(fmax * n_fft / sample_rate) + 2, fb.shape[1])  # bins above fmax have no weight
+    power = stft_magnitude(x, n_fft, hop, power=2.0, max_bin=top)
+    c = torch.einsum("cf,bft->bct", fb[:, :top], power)
     if norm:
         c = c / c.amax(dim=1, keepdim=True).clamp_min(1e-10)
     return c
