@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,8 +11,7 @@ from songkit.tasks.tokenize import data
 from songkit.tasks.tokenize import encoding as E
 from songkit.tasks.tokenize.model import MODELS, TokenRNNConfig, focal_loss
 from songkit.tasks.tokenize.spec import TokenizerConfig, Vocabulary
-from songkit.tasks.tokenize.task import (TokenTrainTask, encode_songs, evaluate_songs, sample_midi,
-                                         scored_mask)
+from songkit.tasks.tokenize.task import TokenTrainTask, encode_songs, evaluate_songs, sample_midi, scored_mask
 
 VOCAB = Vocabulary(TokenizerConfig())
 

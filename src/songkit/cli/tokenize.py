@@ -34,7 +34,8 @@ def tokenize(
 
     from songkit.core.errors import UserError
     from songkit.core.io import expand_inputs, open_output
-    from songkit.core.progress import log, track as progress
+    from songkit.core.progress import log
+    from songkit.core.progress import track as progress
     from songkit.tasks.tokenize.data import SUFFIXES
     from songkit.tasks.tokenize.spec import ENCODINGS, TokenizerConfig
     from songkit.tasks.tokenize.task import decode_records, resolve_vocab, tokenize_file

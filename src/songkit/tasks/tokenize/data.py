@@ -7,8 +7,6 @@ Quantisation and tokens live in ``encoding.py``.
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,8 +127,6 @@ def harte_to_label(harte: str) -> str:
             q = "m"
         else:
             return "N"
-    if q == "sus4" and "(b7)" in qual:
-        q = "sus4"
     return f"{PITCH_CLASSES[_ROOTS[root]]}_{q}"
 
 
@@ -295,4 +291,3 @@ def _init():
 
 
 _init()
-_ = math  # math used by callers that import it from here

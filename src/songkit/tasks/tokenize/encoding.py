@@ -18,7 +18,6 @@ from songkit.core.errors import UserError
 from songkit.tasks.tokenize.data import Music
 from songkit.tasks.tokenize.spec import (
     CHORD_QUALITIES,
-    CONTI,
     GROUP_FAMILIES,
     IGN,
     PITCH_CLASSES,
@@ -635,5 +634,3 @@ def differences(a: QScore, b: QScore, chords: bool = True) -> list[str]:
         out.append(f"chords: {a.chords[:4]} vs {b.chords[:4]}")
     return out
 
-
-_ = (CONTI, IGN)
