@@ -184,15 +184,35 @@ def _synthetic_songs(n_songs, frames=400, seed=0):
     return songs
 
 
+def test_training_windows_are_transposed_song_slices():
+    songs = _synthetic_songs(3, frames=300)
+    t = task.ChordTrainTask(songs, songs[:1], task.DataConfig(seq_len=64, batch_size=4))
+    song_of, starts, shifts = t._windows(0)
+    assert len(set(shifts.tolist())) > 3  # transposition is on
+    n = 0
+    for b, (x, y) in enumerate(t.batches(0)):
+        for k in range(4):
+            j = b * 4 + k
+            i, s, sh = song_of[j], starts[j], int(shifts[j])
+            xi = task.to_input(songs[i].chroma)[s:s + 64]
+            yi = torch.as_tensor(songs[i].labels)[s:s + 64]
+            assert torch.allclose(x[k, :len(xi)], rotate_chroma(xi, sh))
+            assert (y[k, :len(yi)] == spec.transpose_class(yi, sh)).all()
+            assert (y[k, len(yi):] == spec.IGNORE).all() and (x[k, len(xi):] == 0).all()
+            n += 1
+    assert n == t.num_batches(0) * 4 > 0
+    assert [w.tolist() for w in t._windows(0)] == [w.tolist() for w in t._windows(0)]  # deterministic
+
+
 def test_blstm_learns_synthetic_chords(tmp_path):
     from songkit.core.train import TrainConfig, fit
     from songkit.tasks.chords.model import build
 
     torch.manual_seed(0)
-    train, valid = _synthetic_songs(8), _synthetic_songs(2, seed=1)
+    train, valid = _synthetic_songs(6), _synthetic_songs(2, seed=1)
     cfg, model = build("blstm", {"hidden": 32, "dropout": 0.0})
     t = task.ChordTrainTask(train, valid, task.DataConfig(seq_len=64, batch_size=8))
-    hist = fit(model, t, TrainConfig(epochs=12, lr=1e-2, schedule="none", monitor="val_acc", monitor_mode="max"),
+    hist = fit(model, t, TrainConfig(epochs=10, lr=1e-2, schedule="none", monitor="val_acc", monitor_mode="max"),
                tmp_path, {"task": "chords", "model": "blstm", "config": cfg, "vocab": spec.VOCAB}, device="cpu")
     assert hist[-1]["val_acc"] > 0.9 > hist[0]["val_acc"]
     res = task.score_songs(valid, lambda s: task.predict_classes(model, s.chroma))

@@ -45,41 +45,59 @@ class ChordTrainTask:
         self.train = train_songs
         self.valid = valid_songs or train_songs[:1]
         self.cfg = cfg
-        self.inputs = [to_input(s.chroma) for s in train_songs]
-        self.targets = [torch.as_tensor(s.labels) for s in train_songs]
-        self.weight = None
+        # all songs in one (N, 24) tensor; a window is a start row, cut at its song's end
+        inputs = [to_input(s.chroma) for s in train_songs]
+        self.lengths = [len(x) for x in inputs]
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.all_x = torch.cat(inputs) if inputs else torch.zeros(0, spec.CHROMA_DIM)
+        self.all_y = torch.cat([torch.as_tensor(s.labels) for s in train_songs])
 
     def _windows(self, epoch: int):
+        """(song index, start frame, transposition) per window, shuffled; from (seed, epoch) alone."""
         rng = np.random.default_rng([self.cfg.seed, epoch])
         L = self.cfg.seq_len
-        wins = []
-        for i, x in enumerate(self.inputs):
-            T = len(x)
+        songs, starts = [], []
+        for i, T in enumerate(self.lengths):
             off = int(rng.integers(0, L)) if T > L else 0
-            starts = list(range(off, max(T - L, 0) + 1, L)) or [0]
+            st = np.arange(off, max(T - L, 0) + 1, L) if T > L else np.zeros(1, dtype=np.int64)
             if off > 0:
-                starts = [0] + starts
-            wins += [(i, s) for s in starts]
-        order = rng.permutation(len(wins))
-        shifts = rng.integers(-5, 7, size=len(wins)) if self.cfg.augment else np.zeros(len(wins), dtype=int)
-        return [(wins[j][0], wins[j][1], int(shifts[k])) for k, j in enumerate(order)]
+                st = np.concatenate([[0], st])
+            songs.append(np.full(len(st), i))
+            starts.append(st)
+        songs, starts = np.concatenate(songs), np.concatenate(starts)
+        order = rng.permutation(len(songs))
+        shifts = rng.integers(-5, 7, size=len(songs)) if self.cfg.augment else np.zeros(len(songs), dtype=np.int64)
+        return songs[order], starts[order], shifts
 
     def num_batches(self, epoch, rank=0, world=1):
-        return len(self._windows(epoch)) // self.cfg.batch_size // world
+        return len(self._windows(epoch)[0]) // self.cfg.batch_size // world
 
     def batches(self, epoch, rank=0, world=1):
-        wins = self._windows(epoch)
+        songs, starts, shifts = self._windows(epoch)
         B, L = self.cfg.batch_size, self.cfg.seq_len
-        n = len(wins) // B // world
+        n = len(songs) // B // world
+        lengths = torch.as_tensor(self.lengths)
+        offsets = torch.as_tensor(self.offsets)
+        steps = torch.arange(L)
+        pcs = torch.arange(12)
         for b in range(n):
-            chunk = wins[(b * world + rank) * B:(b * world + rank + 1) * B]
-            x = torch.zeros(B, L, spec.CHROMA_DIM)
-            y = torch.full((B, L), spec.IGNORE, dtype=torch.int64)
-            for k, (i, s, shift) in enumerate(chunk):
-                xi = self.inputs[i][s:s + L]
-                yi = self.targets[i][s:s + L]
-                x[k, :len(xi)] = rotate_chroma(xi, shift) if shift else xi
-                y[k, :len(yi)] = spec.transpose_class(yi, shift) if shift else yi
+            sl = slice((b * world + rank) * B, (b * world + rank + 1) * B)
+            song = torch.as_tensor(songs[sl])
+            start = torch.as_tensor(starts[sl])
+            shift = torch.as_tensor(shifts[sl])
+            pos = start[:, None] + steps  # (B, L) frame within the song
+            inside = pos < lengths[song][:, None]
+            rows = offsets[song][:, None] + pos.minimum(lengths[song][:, None] - 1)
+            x = self.all_x[rows]  # (B, L, 24)
+            y = self.all_y[rows].clone()
+            # transpose up `shift`: new bin p takes old bin p - shift, in each 12-bin half
+            src = (pcs[None] - shift[:, None]) % 12  # (B, 12)
+            src = torch.cat([src, src + 12], 1)[:, None].expand(-1, L, -1)
+            x = torch.gather(x, 2, src)
+            chord = y > 0
+            y = torch.where(chord, 1 + 12 * ((y - 1) // 12) + (y - 1 + shift[:, None]) % 12, y)
+            x[~inside] = 0
+            y[~inside] = spec.IGNORE
             yield x, y
 
     def train_step(self, model, batch, device):
