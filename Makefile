@@ -20,9 +20,9 @@ test: install
 test-slow: install
 	$(PYTHON) -m pytest -m slow
 
-bench: bench-generate bench-instrument
+bench: bench-generate bench-instrument bench-tokenize
 
-checkpoints: checkpoint-generate checkpoint-instrument
+checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize
 
 # SongRNN on music21's ~13,000 ABC tunes (about 25 CPU-minutes on 2 cores)
 checkpoint-generate:
@@ -60,3 +60,17 @@ bench-instrument:
 
 clean:
 	rm -rf $(RUNS) .pytest_cache
+
+# tokenize: NB + GRU on the Bach chorales (the embedded default: music21's MusicXML, converted once to
+# MIDI in $$SONGKIT_HOME or ~/.cache/songkit); ~4 CPU-minutes with the conversion
+checkpoint-tokenize:
+	mkdir -p $(RUNS)
+	OMP_NUM_THREADS=1 songkit train tokenize --encoding nb --model gru --out $(RUNS)/tokenize-default --epochs 6 \
+		--max-steps-per-epoch 60 --batch-size 32 --seq-len 64 --d-model 128 --embed-dim 32 --lr 3e-3 --warmup-steps 20 \
+		--seed 0 > $(RUNS)/tokenize-default.log 2>&1 || (tail -5 $(RUNS)/tokenize-default.log; exit 1)
+	cp $(RUNS)/tokenize-default/best.ckpt src/songkit/tasks/tokenize/weights/default.ckpt
+
+# tokenize on POP909 (../shared/datasets/pop909): round trip, token counts, speed against MidiTok
+# (pip install miditok torch==2.13.0 for the comparison; never a dependency)
+bench-tokenize:
+	$(PYTHON) bench/bench_tokenize.py
