@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install demo test test-slow bench checkpoints checkpoint-generate bench-generate clean
+.PHONY: install demo test test-slow bench checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords clean
 
 # torch first, pinned: the CPU wheel on disk (an unpinned torch pulls GBs of CUDA packages)
 install:
@@ -20,9 +20,9 @@ test: install
 test-slow: install
 	$(PYTHON) -m pytest -m slow
 
-bench: bench-generate bench-instrument bench-tokenize
+bench: bench-generate bench-instrument bench-tokenize bench-chords
 
-checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize
+checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize checkpoint-chords
 
 # SongRNN on music21's ~13,000 ABC tunes (about 25 CPU-minutes on 2 cores)
 checkpoint-generate:
@@ -57,6 +57,21 @@ embedded-instrument:
 
 bench-instrument:
 	$(PYTHON) bench/bench_instrument.py
+
+# chords: cnn_blstm on the Billboard chroma (when ../shared/datasets/billboard is there) plus 60 rendered
+# Bach chorales (chroma computed from audio, so the default also sees songkit's own audio features);
+# the embedded chorales alone otherwise. About 6 CPU-minutes.
+BILLBOARD ?= ../shared/datasets/billboard
+checkpoint-chords:
+	mkdir -p $(RUNS)
+	songkit -q data chords --out $(RUNS)/chords-bach --num 60
+	if [ -d $(BILLBOARD) ]; then DATA="--data $(BILLBOARD) --data $(RUNS)/chords-bach"; else DATA="--data $(RUNS)/chords-bach"; fi; \
+	songkit train chords $$DATA --model cnn_blstm --epochs 6 --max-steps-per-epoch 100 --lr 2e-3 --seed 0 \
+		--out $(RUNS)/chords-default > $(RUNS)/chords-default.log 2>&1 || (tail -5 $(RUNS)/chords-default.log; exit 1)
+	cp $(RUNS)/chords-default/best.ckpt src/songkit/tasks/chords/weights/default.ckpt
+
+bench-chords:
+	$(PYTHON) bench/bench_chords.py
 
 clean:
 	rm -rf $(RUNS) .pytest_cache
