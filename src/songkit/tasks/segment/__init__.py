@@ -1,0 +1,1 @@
+"""Semantic segmentation on PASCAL-VOC-format data (`songkit segment`)."""
