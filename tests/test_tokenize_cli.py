@@ -63,3 +63,31 @@ def test_bad_inputs_exit_2_naming_the_file(tmp_path):
     assert r.exit_code == 2 and "t.jsonl:1: group 1: position 30" in r.output
     r = run("tokenize", "--decode", a, "--out", tmp_path / "dec")
     assert r.exit_code == 2 and "a.mid" in r.output
+
+
+def test_train_eval_generate_cli(tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        (tmp_path / "data").mkdir()
+        for k in range(3):
+            make_midi(tmp_path / "data" / f"song{k}.mid", tracks=1, seed=k)
+        r = run("train", "tokenize", "--data", tmp_path / "data", "--encoding", "cp", "--model", "linear",
+                "--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size", "2", "--seq-len", "16",
+                "--d-model", "16", "--embed-dim", "8", "--loss", "focal", "--device", "cpu", "--out", tmp_path / "run")
+        assert r.exit_code == 0, r.output
+        r = run("eval", "tokenize", "-c", tmp_path / "run" / "best.ckpt", "--data", tmp_path / "data",
+                "--split", "all", "--json", "--device", "cpu")
+        assert r.exit_code == 0, r.output
+        res = json.loads(r.stdout)
+        assert res["encoding"] == "cp" and res["songs"] == 3 and 0 <= res["val_acc"] <= 1 and "acc_pitch" in res
+        r = run("generate", "--checkpoint", tmp_path / "run" / "best.ckpt", "--out", tmp_path / "s.mid",
+                "--seed", "0", "--device", "cpu")
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / "s.mid").read_bytes()[:4] == b"MThd"
+        r = run("train", "tokenize", "--data", tmp_path / "data", "--encoding", "remi", "--out", tmp_path / "x")
+        assert r.exit_code == 2 and "cp or nb" in r.output
+    finally:
+        torch.set_num_threads(threads)

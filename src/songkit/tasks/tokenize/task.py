@@ -343,6 +343,17 @@ def sample_groups(model, vocab: Vocabulary, encoding: str, max_groups: int = 512
     group = torch.zeros(1, 1, len(fams), dtype=torch.long, device=device)
     group[0, 0, 0] = head.index("BOS")
     out, state = [], None
+    notes, in_bar, bar_len = 0, False, None  # notes so far, a position set in this bar, bar length (steps)
+
+    def positions(n):
+        return list(range(2, 2 + min(n, len(V["beat"]) - 2)))
+
+    def ts_len(i):
+        if i < 2:
+            return None
+        num, den = V["timesig"][i][3:].split("/")
+        return int(num) * 4 * vocab.config.grid // int(den)
+
     with torch.no_grad():
         for _ in range(max_groups):
             logits, state = model(group, state)
@@ -358,27 +369,36 @@ def sample_groups(model, vocab: Vocabulary, encoding: str, max_groups: int = 512
                 return int(torch.multinomial(p / p.sum(), 1, generator=gen))
 
             ids = [0] * len(fams)
-            ids[0] = draw(0, [i for i, t in enumerate(head) if t not in ("<ign>", "BOS")])
+            # the grammar as masks: no EOS before a note, no note before a position, positions inside the bar
+            heads = [i for i, t in enumerate(head) if t not in ("<ign>", "BOS")
+                     and not (t == "EOS" and not notes)
+                     and not (t == "Note" and not in_bar)
+                     and not (t == "Same" and bar_len is None)]
+            ids[0] = draw(0, heads)
             lead = head[ids[0]]
             if lead == "EOS":
                 break
             values = {f: list(range(2, len(V[f]))) for f in ("tempo", "timesig", "chord")}
-            note_fams = range(5, 9)
             if encoding == "cp" and lead == "Metrical":
-                ids[1] = draw(1, list(range(1, len(V["beat"]))))
+                ids[1] = draw(1, [1] + (positions(bar_len) if bar_len else []))
                 if ids[1] == 1:  # Bar
-                    ids[3] = draw(3, [1] + values["timesig"])
+                    ids[3] = draw(3, ([1] if bar_len else []) + values["timesig"])
+                    bar_len = ts_len(ids[3]) or bar_len
+                    in_bar = False
                 else:
                     ids[2] = draw(2, [1] + values["tempo"])
                     ids[4] = draw(4, [1] + values["chord"])
+                    in_bar = True
             else:
                 if encoding == "nb":
-                    ids[1] = draw(1, list(range(2, len(V["beat"]))))
-                    ids[2] = draw(2, [1] + values["tempo"])
                     ids[3] = draw(3, [1] + (values["timesig"] if lead != "Same" else []))
+                    bar_len = ts_len(ids[3]) or bar_len or 4 * vocab.config.grid
+                    ids[1] = draw(1, positions(bar_len))
+                    ids[2] = draw(2, [1] + values["tempo"])
                     ids[4] = draw(4, [1] + values["chord"])
-                for f in note_fams:
+                for f in range(5, 9):
                     ids[f] = draw(f, list(range(1, len(V[fams[f]]))))
+                notes += 1
             out.append(ids)
             group = torch.tensor([[ids]], dtype=torch.long, device=device)
     return np.array(out, dtype=np.int64).reshape(-1, len(fams))
