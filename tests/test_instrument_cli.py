@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from test_instrument_data import make_nsynth, tone, write_bad_wavs
 from typer.testing import CliRunner
 
 from songkit.cli import app
-from test_instrument_data import make_nsynth, tone, write_bad_wavs
 
 runner = CliRunner()
 
@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
     """A small cnn1d trained through the real CLI (a subprocess, as a user runs it)."""
     root = make_nsynth(tmp_path_factory.mktemp("ns"), {"train": 12, "valid": 5, "test": 5})
     run = root.parent / "run"
-    r = run_songkit("-q", "train", "instrument", "--data", root, "--model", "cnn1d", "--epochs", "5", "--lr", "3e-3",
+    r = run_songkit("-q", "train", "instrument", "--data", root, "--model", "cnn1d", "--epochs", "8", "--lr", "1e-3",
                 "--batch-size", "8", "--out", run, "--device", "cpu", "--no-augment")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""  # results and checkpoints go to files; nothing on stdout
@@ -105,7 +105,7 @@ def test_bad_audio_is_a_one_line_error_naming_the_file(trained, tmp_path, kind, 
 
 def test_skip_bad_classifies_the_rest_and_counts(trained, tmp_path):
     _, ck = trained
-    bad = write_bad_wavs(tmp_path / "in")
+    write_bad_wavs(tmp_path / "in")
     r = invoke("instrument", tmp_path / "in", "-c", ck, "--json", "--skip-bad")
     assert r.exit_code == 0, r.output
     files = {Path(json.loads(line)["file"]).name for line in r.stdout.splitlines()}
@@ -166,3 +166,13 @@ def test_default_checkpoint_runs_without_options(tmp_path):
     assert r.exit_code == 0, r.output
     row = json.loads(r.stdout)
     assert len(row["top"]) == 11 and abs(sum(p for _, p in row["top"]) - 1) < 1e-4
+
+
+def test_audio_on_stdin(trained):
+    root, ck = trained
+    wav = sorted((root / "nsynth-test" / "audio").glob("bass*.wav"))[0]
+    r = runner.invoke(app, ["instrument", "-", "-c", str(ck), "--json"], input=wav.read_bytes())
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["file"] == "-" and json.loads(r.stdout)["family"] == "bass"
+    r = runner.invoke(app, ["instrument", "-", "-c", str(ck)], input=b"not audio at all")
+    assert r.exit_code == 2 and r.stderr.startswith("songkit: error: -: ")

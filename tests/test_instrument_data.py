@@ -239,7 +239,7 @@ SF2 = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 
 def _have_fluidsynth() -> bool:
     try:
-        import fluidsynth  # noqa: F401
+        import fluidsynth
 
         return hasattr(fluidsynth, "Synth") and SF2.is_file()
     except (ImportError, OSError):

@@ -15,7 +15,7 @@ SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Leave out unreadable,
 
 
 def instrument(
-    audio: Annotated[list[Path], typer.Argument(help="Audio files or folders (any rate, channels, length).")],
+    audio: Annotated[list[Path], typer.Argument(help="Audio files or folders (any rate, channels, length); - reads one file from stdin.")],
     checkpoint: Checkpoint = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, max=11, help="Show the K likeliest families.")] = 1,
     windows: Annotated[bool, typer.Option("--windows", help="Average over every non-silent window of the "
@@ -30,7 +30,8 @@ def instrument(
     from songkit.core.io import expand_inputs
     from songkit.tasks.instrument.task import predict
 
-    files = expand_inputs(audio, (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"))
+    suffixes = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+    files = [f for p in audio for f in ([p] if str(p) == "-" else expand_inputs([p], suffixes))]
     results = predict(files, checkpoint, top=top, windows=windows, device=device, skip_bad=skip_bad)
     if json_out:
         for r in results:

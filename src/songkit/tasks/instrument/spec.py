@@ -46,7 +46,7 @@ _A, _E, _S = "acoustic", "electronic", "synthetic"
 
 def _gm_table() -> dict[int, tuple[str, str]]:
     t: dict[int, tuple[str, str]] = {}
-    for p, src in zip(range(0, 8), [_A, _A, _E, _A, _E, _E, _A, _E]):  # pianos, harpsichord, clavinet
+    for p, src in zip(range(8), [_A, _A, _E, _A, _E, _E, _A, _E]):  # pianos, harpsichord, clavinet
         t[p] = ("keyboard", src)
     for p in range(8, 16):  # chromatic percussion: celesta .. dulcimer
         t[p] = ("mallet", _A)

@@ -15,7 +15,12 @@ import torch
 
 from songkit.core.errors import UserError
 from songkit.core.progress import log
-from songkit.tasks.instrument.data import check_signal, load_clips, read_examples, resolve_data
+from songkit.tasks.instrument.data import (
+    check_signal,
+    load_clips,
+    read_examples,
+    resolve_data,
+)
 from songkit.tasks.instrument.model import MODELS, build_model, input_samples
 from songkit.tasks.instrument.spec import FAMILIES, SAMPLE_RATE, TASK
 
@@ -189,7 +194,19 @@ def audio_windows(path: Path, samples: int, windows: bool) -> np.ndarray:
     every non-silent window of that length (the last one zero-padded)."""
     from songkit.core.audio import read_audio
 
-    x, _ = read_audio(path, SAMPLE_RATE)
+    if str(path) == "-":  # audio bytes on stdin: through a temporary file (soundfile needs to seek)
+        import sys
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".audio") as tmp:
+            tmp.write(sys.stdin.buffer.read())
+            tmp.flush()
+            try:
+                x, _ = read_audio(tmp.name, SAMPLE_RATE)
+            except UserError as e:
+                raise UserError(e.message.replace(tmp.name, "-")) from None
+    else:
+        x, _ = read_audio(path, SAMPLE_RATE)
     check_signal(x, path)
     if not windows:
         x = x[:samples]
@@ -244,7 +261,7 @@ def evaluate(checkpoint: Path | None, data: list[Path] | None, split: str = "tes
     prec, rec, f1 = cm.precision(), cm.recall(), cm.f1()
     support = cm.mat.sum(1).tolist()
     result = {
-        "checkpoint": str(ck.path), "model": ck.model, "split": split, "notes": int(len(labels)),
+        "checkpoint": str(ck.path), "model": ck.model, "split": split, "notes": len(labels),
         "accuracy": cm.accuracy(),
         "per_family": {f: {"precision": prec[i], "recall": rec[i], "f1": f1[i], "support": int(support[i])}
                        for i, f in enumerate(FAMILIES)},
