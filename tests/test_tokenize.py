@@ -222,3 +222,14 @@ def test_abc_pickup_bar_and_chords(tmp_path):
     # the pickup eighth sits at the end of a padded first bar (6/8 = 12 sixteenths, pickup at 10)
     assert q.notes[0].tolist()[:3] == [10, 4, 69] and q.notes[1, 0] == 12
     assert q.chords[:2] == [(8, "A_M"), (12, "D_M")]
+
+
+@pytest.mark.parametrize("cfg", [TokenizerConfig(grid=12, duration_res=24, velocity_bins=8, tempo_bins=16),
+                                 TokenizerConfig(grid=2, duration_res=2, max_duration=4)])
+def test_roundtrip_other_grids(tmp_path, cfg):
+    vocab = Vocabulary(cfg)
+    path = make_midi(tmp_path / "a.mid", tpq=1000, tracks=2, ts=((0, 4, 4), (12000, 5, 8)),
+                     tempos=((0, 90.0), (7000, 140.0)))
+    q = roundtrip(path, vocab)
+    assert set(q.notes[:, 3].tolist()) <= set(int(t[4:]) for t in vocab.families["velocity"][1:])
+    assert q.notes[:, 1].max() <= cfg.duration_res * cfg.max_duration

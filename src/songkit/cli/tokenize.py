@@ -57,6 +57,8 @@ def tokenize(
         raise UserError(f"--encoding {encoding}: expected one of {', '.join(ENCODINGS)}")
     paths = expand_inputs(files, SUFFIXES)
     v = resolve_vocab(vocab, cfg)
+    if v.config != cfg:
+        log(f"{vocab}: using the vocabulary file's options ({v.config}), not the command line's")
     with open_output(out) as f:
         for p in progress(paths, total=len(paths), description=f"tokenizing ({encoding})"):
             f.write(json.dumps(tokenize_file(p, v, encoding, ids, track), separators=(",", ":")) + "\n")
