@@ -262,6 +262,9 @@ class _Events:
         # note index range at each position
         self.lo = np.searchsorted(pos, self.positions, side="left")
         self.hi = np.searchsorted(pos, self.positions, side="right")
+        # plain lists for the per-position loops (numpy scalar indexing is slow)
+        self.P, self.B = self.positions.tolist(), self.bar_of.tolist()
+        self.LO, self.HI = self.lo.tolist(), self.hi.tolist()
 
 
 def _note_ids(q: QScore, vocab: Vocabulary) -> np.ndarray:
@@ -296,17 +299,17 @@ def _encode_cp(q: QScore, vocab: Vocabulary) -> np.ndarray:
     notes = _note_ids(q, vocab)
     out = np.zeros((len(ev.starts) + len(ev.positions) + len(notes), 9), np.int64)
     METRICAL, NOTE, BAR = idx["type"]["Metrical"], idx["type"]["Note"], idx["beat"]["Bar"]
-    g, e = 0, 0
+    g, e, n_pos = 0, 0, len(ev.P)
     for b, s in enumerate(ev.starts.tolist()):
         out[g, 0], out[g, 1], out[g, 3] = METRICAL, BAR, _tsid(vocab, ev.ts_at_bar.get(b))
         g += 1
-        while e < len(ev.positions) and ev.bar_of[e] == b:
-            p = int(ev.positions[e])
+        while e < n_pos and ev.B[e] == b:
+            p = ev.P[e]
             t, c = ev.tempo_at.get(p), ev.chord_at.get(p)
             out[g, :5] = (METRICAL, 2 + p - s, idx["tempo"][f"Tempo_{t}"] if t is not None else 1, 0,
                           idx["chord"][f"Chord_{c}"] if c is not None else 1)
             g += 1
-            lo, hi = ev.lo[e], ev.hi[e]
+            lo, hi = ev.LO[e], ev.HI[e]
             out[g:g + hi - lo, 0] = NOTE
             out[g:g + hi - lo, 5:] = notes[lo:hi]
             g += hi - lo
@@ -321,8 +324,10 @@ def _encode_nb(q: QScore, vocab: Vocabulary) -> np.ndarray:
     rows: list = []
     ts_bars = sorted(ev.ts_at_bar)
     prev = -1
-    for e, p in enumerate(ev.positions.tolist()):
-        b = int(ev.bar_of[e])
+    starts = ev.starts.tolist()
+    note_rows = notes.tolist()
+    for e, p in enumerate(ev.P):
+        b = ev.B[e]
         # stops before bar b: a bar with a new time signature, or a gap longer than max_bar_skip
         while True:
             nxt = next((k for k in ts_bars if prev < k < b), None)
@@ -336,18 +341,17 @@ def _encode_nb(q: QScore, vocab: Vocabulary) -> np.ndarray:
             prev = nxt
         flag = SAME if b == prev else SAME + b - prev
         ts = _tsid(vocab, ev.ts_at_bar.get(b)) if b != prev else 1
-        beat = 2 + p - int(ev.starts[b])
+        beat = 2 + p - starts[b]
         t, c = ev.tempo_at.get(p), ev.chord_at.get(p)
         tid = idx["tempo"][f"Tempo_{t}"] if t is not None else 1
         cid = idx["chord"][f"Chord_{c}"] if c is not None else 1
-        lo, hi = int(ev.lo[e]), int(ev.hi[e])
+        lo, hi = ev.LO[e], ev.HI[e]
         if hi == lo:
             rows.append((flag, beat, tid, ts, cid, 0, 0, 0, 0))
         else:
-            first = notes[lo]
-            rows.append((flag, beat, tid, ts, cid, *first.tolist()))
+            rows.append((flag, beat, tid, ts, cid, *note_rows[lo]))
             for k in range(lo + 1, hi):
-                rows.append((SAME, beat, 1, 1, 1, *notes[k].tolist()))
+                rows.append((SAME, beat, 1, 1, 1, *note_rows[k]))
         prev = b
     return np.array(rows, dtype=np.int64).reshape(-1, 9)
 
@@ -361,21 +365,21 @@ def _encode_remi(q: QScore, vocab: Vocabulary) -> np.ndarray:
                                       r["Dur_1"], r["Track_0"])
     vel_rank = {v: i for i, v in enumerate(velocity_values(vocab.config))}
     cur_track = 0
-    e = 0
+    e, n_pos, note_rows = 0, len(ev.P), notes.tolist()
     for b, s in enumerate(ev.starts.tolist()):
         out.append(BAR)
         ts = ev.ts_at_bar.get(b)
         if ts:
             out.append(r[f"TimeSig_{ts[0]}/{ts[1]}"])
-        while e < len(ev.positions) and ev.bar_of[e] == b:
-            p = int(ev.positions[e])
+        while e < n_pos and ev.B[e] == b:
+            p = ev.P[e]
             out.append(pos0 + p - s)
             if p in ev.tempo_at:
                 out.append(r[f"Tempo_{ev.tempo_at[p]}"])
             if p in ev.chord_at:
                 out.append(r[f"Chord_{ev.chord_at[p]}"])
-            for k in range(ev.lo[e], ev.hi[e]):
-                _, d, pitch, v, t = notes[k].tolist()
+            for k in range(ev.LO[e], ev.HI[e]):
+                _, d, pitch, v, t = note_rows[k]
                 if t != cur_track:
                     out.append(trk0 + t)
                     cur_track = t
