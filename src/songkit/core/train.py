@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from songkit.core.errors import UserError
-from songkit.core.progress import log, make_progress
+from songkit.core.progress import log, make_progress, show_bars
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "plateau", "none")
@@ -294,8 +294,10 @@ def fit(
                 loss_value = float(loss.detach())
                 loss_sum += loss_value * n_items
                 item_sum += n_items
-                bar.update(bar_task, advance=1, info=f"loss {loss_value:.4f}",
-                           rate=f"{item_sum / max(1e-9, time.time() - t0):.0f} items/s")
+                rate = f"{item_sum / max(1e-9, time.time() - t0):.0f} items/s"
+                bar.update(bar_task, advance=1, info=f"loss {loss_value:.4f}", rate=rate)
+                if is_main and not show_bars() and n_steps and (i + 1) % max(1, n_steps // 10) == 0:
+                    log(f"  epoch {epoch + 1} step {i + 1}/{n_steps}  loss {loss_value:.4f}  {rate}")  # for log files
         loss_sum, item_sum = _all_sum([loss_sum, float(item_sum)], dev)
         model.eval()
         with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
