@@ -310,3 +310,22 @@ def test_bach_chorale_renders_with_labels():
     assert len(scored) > 0.6 * len(labels)
     assert bach.chord_label({0, 4, 7, 10}, 0) == "C:maj" and bach.chord_label({9, 0, 4}, 9) == "A:min"
     assert bach.chord_label({11, 2, 5}, 11) == "X"
+
+
+def test_shipped_default_checkpoint_runs_on_audio(tmp_path):
+    from songkit.core.checkpoint import default_checkpoint
+
+    if not default_checkpoint("chords").exists():
+        pytest.skip("no default checkpoint built (make checkpoint-chords)")
+    from songkit.tasks.chords import bach
+
+    audio, segs = bach.render(bach.chorale_paths(1)[0])
+    wav = tmp_path / "chorale.wav"
+    sf.write(wav, audio[: spec.SAMPLE_RATE * 20], spec.SAMPLE_RATE)
+    r = runner.invoke(app, ["-q", "chords", str(wav)])
+    assert r.exit_code == 0, r.output
+    est = harte.read_lab(tmp_path / "x.lab", text=r.stdout)
+    assert est.intervals[0, 0] == 0 and est.intervals[-1, 1] == pytest.approx(20.0)
+    ref = harte.Annotation(np.array([(s, min(e, 20.0)) for s, e, _ in segs if s < 20.0]),
+                           [lab for s, _, lab in segs if s < 20.0])
+    assert harte.score_song(ref, est)["majmin"] > 0.4  # the synth chorales are in the default's training data
