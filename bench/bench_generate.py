@@ -1,0 +1,123 @@
+"""Benchmark SongRNN sampling and training speed against the loop a tutorial writes.
+
+Reference: one nn.LSTM step per character in a Python loop with `.item()` per step
+(sampling one tune at a time; training with a per-character forward). songkit: batched
+sampling under inference_mode with one host sync per 16 steps; training feeds whole
+`seq_len` chunks to nn.LSTM. Same model, same weights, same process; ratios are
+songkit / reference in characters per second.
+
+    python bench/bench_generate.py [--chars 400] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from songkit.tasks.generate.model import CharLSTM, CharLSTMConfig
+from songkit.tasks.generate.spec import EOS, SPECIALS
+from songkit.tasks.generate.task import sample_tunes
+
+
+def make_model(vocab_size: int) -> CharLSTM:
+    torch.manual_seed(0)
+    model = CharLSTM(CharLSTMConfig(vocab_size=vocab_size)).eval()  # the default checkpoint's sizes
+    with torch.no_grad():
+        model.head.bias[SPECIALS.index(EOS)] = -1e4  # never stop early: both sides make exactly N characters
+    return model
+
+
+def reference_sample(model: CharLSTM, n_chars: int, temperature: float = 0.8) -> int:
+    """The tutorial loop: one tune, one character at a time, `.item()` every step."""
+    with torch.no_grad():
+        state = None
+        idx = 1
+        for _ in range(n_chars):
+            x = torch.tensor([[idx]])
+            emb = model.embed(x)
+            out, state = model.lstm(emb, state)
+            probs = F.softmax(model.head(out[:, -1]) / temperature, dim=-1)
+            idx = torch.multinomial(probs, 1).item()
+    return n_chars
+
+
+def reference_train(model: CharLSTM, opt, ids: torch.Tensor, seq_len: int) -> int:
+    """The tutorial training step: a Python loop over characters, loss summed with `.item()` logging."""
+    model.train()
+    x, y = ids[:, :seq_len], ids[:, 1:seq_len + 1]
+    state, loss, logged = None, 0.0, 0.0
+    for t in range(seq_len):
+        out, state = model.lstm(model.embed(x[:, t:t + 1]), state)
+        step_loss = F.cross_entropy(model.head(out[:, -1]), y[:, t])
+        loss = loss + step_loss
+        logged += step_loss.item()
+    opt.zero_grad()
+    (loss / seq_len).backward()
+    opt.step()
+    return x.numel()
+
+
+def songkit_train(model: CharLSTM, opt, ids: torch.Tensor, seq_len: int) -> int:
+    model.train()
+    x, y = ids[:, :seq_len], ids[:, 1:seq_len + 1]
+    logits, _ = model(x)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return x.numel()
+
+
+def timed(fn, repeats: int = 3) -> float:
+    """Best of ``repeats`` runs: items per second."""
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chars", type=int, default=400, help="characters per sampled tune")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    vocab = list(SPECIALS) + [chr(c) for c in range(32, 32 + 111)]  # 114 characters, like the corpus
+    model = make_model(len(vocab))
+    rows = []
+
+    ref1 = timed(lambda: reference_sample(model, args.chars))
+    sk1 = timed(lambda: len(sample_tunes(model, vocab, num=1, temperature=0.8, max_chars=args.chars, seed=0)[0]))
+    rows.append(("sample, batch 1 (chars/s)", sk1, ref1))
+
+    # batch 64: the tutorial makes 64 tunes one after another
+    ref64 = timed(lambda: reference_sample(model, args.chars) * 0 + args.chars, repeats=2)  # per-tune rate is the same
+    sk64 = timed(lambda: sum(len(t) for t in sample_tunes(model, vocab, num=64, temperature=0.8,
+                                                          max_chars=args.chars, seed=0)), repeats=2)
+    rows.append(("sample, batch 64 (chars/s)", sk64, ref64))
+
+    ids = torch.randint(3, len(vocab), (64, 129), generator=torch.Generator().manual_seed(0))
+    m_ref, m_sk = make_model(len(vocab)), make_model(len(vocab))
+    o_ref = torch.optim.AdamW(m_ref.parameters(), 1e-3)
+    o_sk = torch.optim.AdamW(m_sk.parameters(), 1e-3)
+    ref_tr = timed(lambda: reference_train(m_ref, o_ref, ids, 128), repeats=2)
+    sk_tr = timed(lambda: songkit_train(m_sk, o_sk, ids, 128), repeats=2)
+    rows.append(("train, batch 64 x 128 (chars/s)", sk_tr, ref_tr))
+
+    result = [{"what": w, "songkit": round(s, 1), "reference": round(r, 1), "ratio": round(s / r, 2)} for w, s, r in rows]
+    if args.json:
+        print(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__, "rows": result}))
+        return
+    print(f"SongRNN (2 x 256 LSTM, 114 characters), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'':34s} {'songkit':>12s} {'reference':>12s} {'ratio':>8s}")
+    for r in result:
+        print(f"{r['what']:34s} {r['songkit']:12.1f} {r['reference']:12.1f} {r['ratio']:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
