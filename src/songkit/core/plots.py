@@ -81,7 +81,7 @@ def curves_png(history: Sequence[dict], path, x_key: str = "epoch") -> None:
         for key, value in row.items():
             if key in (x_key, "lr", "time", "seconds", "step") or not isinstance(value, (int, float)):
                 continue
-            target = losses if "loss" in key or key.endswith("bpc") else metrics
+            target = losses if "loss" in key else metrics
             target.setdefault(key, []).append((float(x), float(value)))
     width = 1100 if metrics else 560
     img = Image.new("RGB", (width, 360), "white")
@@ -107,7 +107,7 @@ def confusion_png(matrix, labels: Sequence[str], path, title: str = "confusion m
     margin = 10 + 7 * max((len(str(s)) for s in labels), default=1)
     top = 24
     gy = top + margin  # the grid starts below the rotated column labels
-    size = (margin + n * cell + 20, gy + n * cell + 10)
+    size = (max(margin + n * cell + 20, 8 * len(title) + margin), gy + n * cell + 10)
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     draw.text((margin, 4), title, fill=(0, 0, 0), font=_font(12))
