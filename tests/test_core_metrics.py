@@ -41,4 +41,4 @@ def test_pictures_are_pngs(tmp_path):
     for name in ("c.png", "m.png"):
         with Image.open(tmp_path / name) as img:
             assert img.format == "PNG" and img.size[0] > 100
-            assert len(set(img.convert("RGB").getdata())) > 3  # something was drawn
+            assert len(img.convert("RGB").getcolors(maxcolors=1 << 20)) > 3  # something was drawn
