@@ -30,7 +30,12 @@ def chords(
     from songkit.core.io import atomic_write_text, open_output
     from songkit.core.progress import track
     from songkit.tasks.chords import harte
-    from songkit.tasks.chords.task import input_chroma, load_model, predict_classes, segments_for
+    from songkit.tasks.chords.task import (
+        input_chroma,
+        load_model,
+        predict_classes,
+        segments_for,
+    )
 
     for p in inputs:  # check every input before the model loads
         if not p.exists():
@@ -41,7 +46,7 @@ def chords(
     dev = resolve_device(device)
     # every input is read before the model loads: a bad file fails fast, naming itself
     feats = [input_chroma(p, dev) for p in track(inputs, total=len(inputs), description="features")]
-    model, ck = load_model(checkpoint, dev)
+    model, _ = load_model(checkpoint, dev)
     for p, (chroma, duration) in zip(inputs, feats):
         seg = segments_for(predict_classes(model, chroma, dev, self_prob), duration)
         if json_out:
@@ -120,7 +125,13 @@ def eval_chords(
     from songkit.core.device import resolve_device
     from songkit.tasks.chords import spec
     from songkit.tasks.chords.data import load
-    from songkit.tasks.chords.task import load_model, predict_classes, score_songs, template_log_probs, viterbi
+    from songkit.tasks.chords.task import (
+        load_model,
+        predict_classes,
+        score_songs,
+        template_log_probs,
+        viterbi,
+    )
 
     splits = ("train", "valid", "test") if split == "all" else (split,)
     if data is None:
@@ -130,11 +141,11 @@ def eval_chords(
     dev = resolve_device(device)
     if template:
         name = "template"
-        predict = lambda s: viterbi(template_log_probs(s.chroma), self_prob)  # noqa: E731
+        predict = lambda s: viterbi(template_log_probs(s.chroma), self_prob)
     else:
         model, ck = load_model(checkpoint, dev)
         name = str(ck.path)
-        predict = lambda s: predict_classes(model, s.chroma, dev, self_prob)  # noqa: E731
+        predict = lambda s: predict_classes(model, s.chroma, dev, self_prob)
     songs = load(data, splits)
     res = score_songs(songs, predict)
     cm = res.pop("confusion")

@@ -29,8 +29,8 @@ MIREX_DIR = "billboard-2.0.1-mirex"
 @dataclass
 class Song:
     name: str
-    chroma: "object"  # (T, 24) float32, raw (normalise with features.normalize_chroma)
-    labels: "object"  # (T,) int64 majmin classes, spec.IGNORE where unscored
+    chroma: object  # (T, 24) float32, raw (normalise with features.normalize_chroma)
+    labels: object  # (T,) int64 majmin classes, spec.IGNORE where unscored
     ref: harte.Annotation
     duration: float
 

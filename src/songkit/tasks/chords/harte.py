@@ -121,7 +121,7 @@ def majmin_class(label: str) -> int:
 class Annotation:
     """Labelled segments: ``intervals`` (n, 2) float64 seconds, ``labels`` list of Harte strings."""
 
-    intervals: "object"
+    intervals: object
     labels: list
 
 
@@ -204,7 +204,7 @@ def frames_to_segments(classes, frame_seconds: float, duration: float | None = N
     return intervals[keep], [lab for lab, k in zip(labels, keep) if k]
 
 
-def frame_labels(ann: Annotation, times) -> "object":
+def frame_labels(ann: Annotation, times) -> object:
     """Majmin class of the segment holding each time (``spec.IGNORE`` where none does).
 
     With overlapping segments the later one wins (the start of the next chord).

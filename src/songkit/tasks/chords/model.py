@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from songkit.tasks.chords import spec
@@ -103,7 +102,7 @@ class CRNN(nn.Module):
         return t
 
     def forward(self, x):  # (B, T, F)
-        B, T, F = x.shape
+        T = x.shape[1]
         need = self.min_frames()
         xt = x.transpose(1, 2)[:, None]  # (B, 1, F, T)
         if T < need:

@@ -18,7 +18,7 @@ import torch
 
 from songkit.core.errors import UserError
 from songkit.tasks.chords import harte, spec
-from songkit.tasks.chords.features import normalize_chroma, rotate_chroma
+from songkit.tasks.chords.features import normalize_chroma
 
 DEFAULT_SELF_PROB = 0.9  # HMM self-transition probability at ~21.5 frames/s (chords last ~10-40 frames)
 
