@@ -46,7 +46,7 @@ data-instrument:
 		--soundfont $(SF3)/MuseScore_General_Lite.sf3 --pitch-step 3 --max-notes-per-instrument 8 --seed 1
 
 checkpoint-instrument: data-instrument
-	songkit train instrument --data $(RUNS)/nsynth-3sf --model cnn2d --epochs 10 --seed 0 \
+	songkit train instrument --data $(RUNS)/nsynth-3sf --model cnn2d --epochs 10 --augment --seed 0 \
 		--out $(RUNS)/instrument-default > $(RUNS)/instrument-default.log 2>&1 || (tail -5 $(RUNS)/instrument-default.log; exit 1)
 	cp $(RUNS)/instrument-default/best.ckpt src/songkit/tasks/instrument/weights/default.ckpt
 
