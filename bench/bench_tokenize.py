@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -45,32 +46,37 @@ def roundtrip_and_counts(files, vocab):
     return bad, {e: np.array(c) for e, c in counts.items()}
 
 
-def songkit_rate(files, vocab, enc, repeat=1):
-    t = time.perf_counter()
-    for _ in range(repeat):
-        for f in files:
-            E.encode(E.quantise(data.read_music(f), vocab), vocab, enc)
-    return repeat * len(files) / (time.perf_counter() - t)
-
-
-def miditok_rates(files):
+def speed(files, vocab):
+    """files/s of each system, load + encode, interleaved file by file so that load on a shared
+    machine falls on every system alike; MidiTok is left out when it is not installed."""
+    systems = {f"songkit {e.upper()}": (lambda f, e=e: E.encode(E.quantise(data.read_music(f), vocab), vocab, e))
+               for e in ("cp", "nb", "remi")}
+    lengths = {}
     try:
         import miditok
         import symusic
+
+        cfg = dict(use_tempos=True, use_time_signatures=True, use_chords=True)
+        for name in ("CPWord", "REMI"):
+            tok = getattr(miditok, name)(miditok.TokenizerConfig(**cfg))
+            systems[f"miditok {name}"] = (lambda f, tok=tok: tok.encode(symusic.Score(str(f))))
     except ImportError:
-        return None, None
-    cfg = dict(use_tempos=True, use_time_signatures=True, use_chords=True)
-    out, lengths = {}, {}
-    for name in ("CPWord", "REMI"):
-        tok = getattr(miditok, name)(miditok.TokenizerConfig(**cfg))
-        n = 0
-        t = time.perf_counter()
-        for f in files:
-            seqs = tok.encode(symusic.Score(str(f)))
-            n += sum(len(s) for s in (seqs if isinstance(seqs, list) else [seqs]))
-        out[name] = len(files) / (time.perf_counter() - t)
-        lengths[name] = n / len(files)
-    return out, lengths
+        pass
+    for fn in systems.values():  # warm up imports and caches
+        fn(files[0])
+    spent = dict.fromkeys(systems, 0.0)
+    gc.disable()  # as timeit does: a collection caused by one system must not be charged to the next
+    for f in files:
+        for name, fn in systems.items():
+            gc.collect()
+            t = time.perf_counter()
+            out = fn(f)
+            spent[name] += time.perf_counter() - t
+            if name.startswith("miditok"):
+                seqs = out if isinstance(out, list) else [out]
+                lengths[name] = lengths.get(name, 0) + sum(len(x) for x in seqs) / len(files)
+    gc.enable()
+    return {k: len(files) / v for k, v in spent.items()}, lengths
 
 
 def main() -> None:
@@ -89,10 +95,8 @@ def main() -> None:
     bad, counts = roundtrip_and_counts(files, vocab)
     ratio = counts["nb"] / counts["cp"]
     speed_files = files[: args.speed_files]
-    # warm the file cache and imports, then time each system on the same files
-    songkit_rate(speed_files[:5], vocab, "cp")
-    rates = {f"songkit {e.upper()}": songkit_rate(speed_files, vocab, e) for e in ("cp", "nb", "remi")}
-    mt, mt_len = miditok_rates(speed_files)
+    rates, mt_len = speed(speed_files, vocab)
+    mt = {k.split()[1]: v for k, v in rates.items() if k.startswith("miditok")}
     report = {
         "files": len(files),
         "roundtrip_exact": {e: len(files) - sum(1 for b in bad if b[1] == e) for e in ENCODINGS},
@@ -103,7 +107,6 @@ def main() -> None:
         "files_per_s": rates,
     }
     if mt:
-        report["files_per_s"].update({f"miditok {k}": v for k, v in mt.items()})
         report["miditok_tokens_per_song"] = mt_len
         report["speedup"] = {
             "songkit CP / miditok CPWord": rates["songkit CP"] / mt["CPWord"],
