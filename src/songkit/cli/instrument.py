@@ -61,8 +61,9 @@ def train_instrument(
     run: TrainRun,
     # literal annotations: train_options evaluates them in songkit.cli.options' namespace
     model: Annotated[str, typer.Option("--model", "-m", help="lstm | blstm | cnn1d | cnn2d | samplecnn")] = "cnn2d",
-    augment: Annotated[bool, typer.Option("--augment/--no-augment",
-                                          help="Gain, onset shift, speed, noise and mixup augmentation.")] = True,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Gain, onset shift, speed, noise and "
+                                          "mixup augmentation (off by default: it lowered cross-SoundFont accuracy "
+                                          "in short runs, see docs/instrument.md).")] = False,
     mixup: Annotated[float, typer.Option("--mixup", min=0.0, help="Mixup Beta(alpha, alpha); 0: off.")] = 0.2,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out unreadable, silent or missing notes "
                                                               "(counted on stderr) instead of stopping.")] = False,

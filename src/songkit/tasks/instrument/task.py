@@ -160,7 +160,7 @@ def train(data: list[Path] | None, model_name: str, run, skip_bad: bool = False,
     vw, vl, _ = _split_data(data, valid_split, samples, skip_bad)
     log(f"{model_name}: {len(tl)} train notes, {len(vl)} {valid_split} notes, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    aug = aug or AugmentConfig()
+    aug = aug or AugmentConfig(enabled=False)
     task = InstrumentTrainTask(tw, tl, vw, vl, batch_size=run.batch_size, seed=run.seed, aug=aug)
     cfg = run.train_config(monitor="val_acc", monitor_mode="max")
     meta = {"task": TASK, "model": model_name, "config": asdict(model.cfg), "vocab": list(FAMILIES),
