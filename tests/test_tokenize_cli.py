@@ -91,3 +91,13 @@ def test_train_eval_generate_cli(tmp_path):
         assert r.exit_code == 2 and "cp or nb" in r.output
     finally:
         torch.set_num_threads(threads)
+
+
+def test_midi_on_stdin(tmp_path):
+    a = make_midi(tmp_path / "a.mid")
+    r = runner.invoke(app, ["tokenize", "-", "-e", "cp", "--ids"], input=a.read_bytes())
+    assert r.exit_code == 0, r.output
+    r2 = run("tokenize", a, "-e", "cp", "--ids")
+    assert json.loads(r.stdout)["tokens"] == json.loads(r2.stdout)["tokens"]
+    r = runner.invoke(app, ["tokenize", "-"], input=b"not midi")
+    assert r.exit_code == 2 and "-: not a readable MIDI file" in r.output

@@ -55,7 +55,7 @@ def tokenize(
         raise UserError("no input files (or use --decode TOKENS.jsonl)")
     if encoding not in ENCODINGS:
         raise UserError(f"--encoding {encoding}: expected one of {', '.join(ENCODINGS)}")
-    paths = expand_inputs(files, SUFFIXES)
+    paths = [Path("-")] if [str(f) for f in files] == ["-"] else expand_inputs(files, SUFFIXES)  # -: MIDI on stdin
     v = resolve_vocab(vocab, cfg)
     if v.config != cfg:
         log(f"{vocab}: using the vocabulary file's options ({v.config}), not the command line's")

@@ -7,6 +7,7 @@ Quantisation and tokens live in ``encoding.py``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,11 +42,12 @@ def read_midi(path: str | Path, tracks: list[int] | None = None) -> Music:
     """Read a MIDI file with symusic; POP909's ``chord_midi.txt`` beside it gives the chords."""
     import symusic
 
+    stdin = str(path) == "-"
     path = Path(path)
-    if not path.is_file():
+    if not stdin and not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        score = symusic.Score(str(path))
+        score = symusic.Score.from_midi(sys.stdin.buffer.read()) if stdin else symusic.Score(str(path))
     except Exception as e:  # symusic raises RuntimeError/ValueError for truncated or non-MIDI bytes
         raise UserError(f"{path}: not a readable MIDI file ({str(e).splitlines()[0][:120]})") from None
     if tracks:
@@ -72,7 +74,7 @@ def read_midi(path: str | Path, tracks: list[int] | None = None) -> Music:
     if music.tpq <= 0:
         raise UserError(f"{path}: SMPTE time division is not supported (ticks per quarter {music.tpq})")
     ann = path.parent / "chord_midi.txt"
-    if ann.is_file():
+    if not stdin and ann.is_file():
         music.chords = read_pop909_chords(ann, music.tempos, music.tpq)
     else:
         marked = [(int(m.time), m.text[len(CHORD_MARKER):]) for m in score.markers
@@ -227,7 +229,7 @@ def read_music(path: str | Path, tracks: list[int] | None = None) -> Music:
     """Read any supported file by its suffix."""
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix in MIDI_SUFFIXES:
+    if str(path) == "-" or suffix in MIDI_SUFFIXES:  # stdin: MIDI bytes
         return read_midi(p, tracks)
     if suffix in MUSIC21_SUFFIXES:
         return read_music21(p, tracks)
