@@ -340,3 +340,15 @@ def segment_files(files: list[Path], out, checkpoint=None, device="cpu", size: i
             yield {"image": str(path), "mask": str(dest), "width": int(mask.shape[1]), "height": int(mask.shape[0]),
                    "classes": {names[i]: round(float(c) / total, 4) for i, c in enumerate(counts[: len(names)]) if c}}
     sys.stdout.flush()
+
+
+def export_checkpoint(src, dst) -> Path:
+    """Copy a run's checkpoint for shipping: float weights stored as float16 (half the size),
+    no training state. ``load_model`` copies them back into float32 parameters."""
+    from songkit.core.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(src, task=TASK)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in ck.state_dict.items()}
+    extra = dict(ck.extra, exported_from=str(Path(src).name), weights_dtype="float16")
+    return save_checkpoint(dst, task=TASK, model=ck.model, config=ck.config, vocab=ck.vocab, state_dict=state,
+                           history=ck.history, extra=extra)
