@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install demo test test-slow bench checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords clean
+.PHONY: install demo test test-slow bench checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean
 
 # torch first, pinned: the CPU wheel on disk (an unpinned torch pulls GBs of CUDA packages)
 install:
@@ -20,9 +20,9 @@ test: install
 test-slow: install
 	$(PYTHON) -m pytest -m slow
 
-bench: bench-generate bench-instrument bench-tokenize bench-chords
+bench: bench-generate bench-instrument bench-tokenize bench-chords bench-segment
 
-checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize checkpoint-chords
+checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize checkpoint-chords checkpoint-segment
 
 # SongRNN on music21's ~13,000 ABC tunes (about 25 CPU-minutes on 2 cores)
 checkpoint-generate:
@@ -90,3 +90,15 @@ checkpoint-tokenize:
 # (pip install miditok torch==2.13.0 for the comparison; never a dependency)
 bench-tokenize:
 	$(PYTHON) bench/bench_tokenize.py
+
+# ERFNet on the embedded segmentation dataset (20 epochs of 25 steps, about 4 CPU-minutes); shipped weights stored as float16 (about 4 MB)
+checkpoint-segment:
+	mkdir -p $(RUNS)
+	OMP_NUM_THREADS=1 songkit train segment --model erfnet --out $(RUNS)/segment-default --epochs 20 --size 64 \
+		--batch-size 8 --lr 4e-3 --seed 0 --device cpu > $(RUNS)/segment-default.log 2>&1 || \
+		(tail -5 $(RUNS)/segment-default.log; exit 1)
+	$(PYTHON) -c "from songkit.tasks.segment.task import export_checkpoint as e; \
+		e('$(RUNS)/segment-default/best.ckpt', 'src/songkit/tasks/segment/weights/default.ckpt')"
+
+bench-segment:
+	$(PYTHON) bench/bench_segment.py
