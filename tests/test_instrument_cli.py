@@ -176,3 +176,10 @@ def test_audio_on_stdin(trained):
     assert json.loads(r.stdout)["file"] == "-" and json.loads(r.stdout)["family"] == "bass"
     r = runner.invoke(app, ["instrument", "-", "-c", str(ck)], input=b"not audio at all")
     assert r.exit_code == 2 and r.stderr.startswith("songkit: error: -: ")
+
+
+def test_max_notes_caps_the_split(trained):
+    root, ck = trained
+    r = invoke("eval", "instrument", "-c", ck, "--data", root, "--json", "--max-notes", "6")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["notes"] == 6 and "using 6 of" in r.stderr

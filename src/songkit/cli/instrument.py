@@ -67,13 +67,15 @@ def train_instrument(
     mixup: Annotated[float, typer.Option("--mixup", min=0.0, help="Mixup Beta(alpha, alpha); 0: off.")] = 0.2,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out unreadable, silent or missing notes "
                                                               "(counted on stderr) instead of stopping.")] = False,
+    max_notes: Annotated[int, typer.Option("--max-notes", min=0, help="Train on a seeded random N notes (valid: "
+                                           "N/4); the clips are held in memory (0: all).")] = 0,
 ) -> None:
     """Train a family classifier on NSynth-format data (default: the embedded set). The defaults are
     the seed's: Adam at 8e-4, batch 32, 20 epochs; the best epoch by validation accuracy is best.ckpt."""
     from songkit.tasks.instrument.task import AugmentConfig, train
 
     aug = AugmentConfig(enabled=augment, mixup_alpha=mixup)
-    train(run.data, model, run, skip_bad=skip_bad, aug=aug)
+    train(run.data, model, run, skip_bad=skip_bad, aug=aug, max_notes=max_notes)
 
 
 def eval_instrument(
@@ -85,6 +87,7 @@ def eval_instrument(
     png: Annotated[Optional[Path], typer.Option("--png", help="Write the confusion matrix as a PNG here.")] = None,
     json_out: Json = False,
     skip_bad: SkipBad = False,
+    max_notes: Annotated[int, typer.Option("--max-notes", min=0, help="Measure a seeded random N notes (0: all).")] = 0,
     device: Device = "auto",
 ) -> None:
     """Accuracy, per-family precision/recall/F1 and the confusion matrix of a checkpoint on a split."""
@@ -96,7 +99,7 @@ def eval_instrument(
 
     if split not in ("train", "valid", "test"):
         raise UserError(f"--split {split}: expected train, valid or test")
-    result = evaluate(checkpoint, data, split=split, device=device, skip_bad=skip_bad, png=png)
+    result = evaluate(checkpoint, data, split=split, device=device, skip_bad=skip_bad, png=png, max_notes=max_notes)
     if json_out:
         print(json.dumps(result))
         return
