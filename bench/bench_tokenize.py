@@ -127,6 +127,8 @@ def main() -> None:
         print(f"  {k:22s} {v:8.1f} files/s")
     for k, v in report.get("speedup", {}).items():
         print(f"  {k:30s} x{v:.1f}")
+    for k, v in (mt_len or {}).items():
+        print(f"  {k} tokens per song ({'groups' if 'CPWord' in k else 'flat'}, these files): {v:.0f}")
     if not mt:
         print("  (MidiTok not installed: pip install miditok torch==2.13.0 for the comparison)")
 
