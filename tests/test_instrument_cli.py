@@ -183,3 +183,31 @@ def test_max_notes_caps_the_split(trained):
     r = invoke("eval", "instrument", "-c", ck, "--data", root, "--json", "--max-notes", "6")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["notes"] == 6 and "using 6 of" in r.stderr
+
+
+def test_data_command_names_a_missing_soundfont(tmp_path):
+    r = invoke("data", "instrument", "--out", tmp_path / "ns", "--soundfont", tmp_path / "none.sf2",
+               "--soundfont", tmp_path / "other.sf2")
+    assert r.exit_code == 2 and str(tmp_path / "none.sf2") in r.stderr
+    assert not (tmp_path / "ns").exists()
+
+
+def test_data_command_renders_and_packs(tmp_path):
+    import shutil
+
+    from test_instrument_data import SF2, _have_fluidsynth
+
+    if not _have_fluidsynth():
+        pytest.skip("needs pyfluidsynth, libfluidsynth and timgm6mb-soundfont")
+    copy = tmp_path / "held-out.sf2"
+    shutil.copy(SF2, copy)
+    r = invoke("data", "instrument", "--out", tmp_path / "ns", "--soundfont", SF2, "--soundfont", copy,
+               "--family", "bass", "--family", "reed", "--pitch-step", "24", "--velocity", "100",
+               "--pack", tmp_path / "ns.tar")
+    assert r.exit_code == 0, r.output
+    counts = {Path(line.split("\t")[0]).name: line.split("\t")[1] for line in r.stdout.splitlines()[:3]}
+    assert set(counts) == {"nsynth-train", "nsynth-valid", "nsynth-test"}
+    assert (tmp_path / "ns.tar").stat().st_size > 0
+    meta = json.loads((tmp_path / "ns" / "nsynth-test" / "examples.json").read_text())
+    assert {e["soundfont"] for e in meta.values()} == {"held-out.sf2"}  # held out by SoundFont
+    assert {e["instrument_family_str"] for e in meta.values()} <= {"bass", "reed"}
