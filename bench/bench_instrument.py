@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="batch size (the seed's 32)")
     ap.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--models", default="lstm,blstm,cnn1d,cnn2d,samplecnn")
+    ap.add_argument("--models", default="lstm,blstm,cnn1d,cnn2d,samplecnn,linear")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 

@@ -60,7 +60,7 @@ def instrument(
 def train_instrument(
     run: TrainRun,
     # literal annotations: train_options evaluates them in songkit.cli.options' namespace
-    model: Annotated[str, typer.Option("--model", "-m", help="lstm | blstm | cnn1d | cnn2d | samplecnn")] = "cnn2d",
+    model: Annotated[str, typer.Option("--model", "-m", help="lstm | blstm | cnn1d | cnn2d | samplecnn | linear")] = "cnn2d",
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Gain, onset shift, speed, noise and "
                                           "mixup augmentation (off by default: it lowered cross-SoundFont accuracy "
                                           "in short runs, see docs/instrument.md).")] = False,

@@ -9,6 +9,7 @@ MODELS = {name: (ConfigDataclass, ModuleClass)}:
   cnn1d      1D CNN over log-mel (Dieleman 2014): convolution along time, mel bins as channels
   cnn2d      2D CNN in the style of Choi et al.'s FCN-4, scaled to a 64 x 101 log-mel
   samplecnn  Sample-CNN (Lee et al. 2017) on the raw waveform: 3^n model, filters of 3
+  linear     the baseline: logistic regression on log-mel band means and deviations
 """
 
 from __future__ import annotations
@@ -96,6 +97,25 @@ class LogMel(nn.Module):
             mel = log_mel(wave[:, : c.clip_samples].float(), sample_rate=c.sample_rate, n_fft=c.n_fft, hop=c.hop,
                           n_mels=c.n_mels, fmin=c.fmin, eps=1e-8)  # (B, M, T)
         return self.norm(mel)
+
+
+@dataclass
+class LinearConfig(MelConfig):
+    """The baseline: logistic regression on each mel band's mean and standard deviation over time."""
+
+    num_classes: int = len(FAMILIES)
+
+
+class LogMelLinear(nn.Module):
+    def __init__(self, cfg: LinearConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mel = LogMel(cfg)
+        self.out = nn.Linear(2 * cfg.n_mels, cfg.num_classes)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        mel = self.mel(wave)  # (B, M, T)
+        return self.out(torch.cat([mel.mean(-1), mel.std(-1)], dim=1))  # (B, 2M) -> (B, 11)
 
 
 @dataclass
@@ -191,6 +211,7 @@ class SampleCNN(nn.Module):
 
 
 MODELS: dict[str, tuple[type, type]] = {
+    "linear": (LinearConfig, LogMelLinear),
     "lstm": (LSTMConfig, LSTMClassifier),
     "blstm": (BLSTMConfig, LSTMClassifier),
     "cnn1d": (CNN1DConfig, CNN1D),
