@@ -7,7 +7,8 @@ For each model, images per second of
   to channels-last memory format and/or ``torch.inference_mode``;
 - training (forward, cross-entropy, backward, AdamW step): the reference is channels-first,
   the variant channels-last.
-Each timing is the best of ``--repeats`` after one warm-up run; ratios are variant / reference
+Each timing is the best of ``--repeats`` rounds after one warm-up run, the variants taking turns
+within each round (so other processes' load falls on all alike); ratios are variant / reference
 on the same model in the same run (above 1: faster). Inputs are random images and masks;
 throughput does not depend on the values.
 """
@@ -25,14 +26,18 @@ import torch.nn.functional as F
 from songkit.tasks.segment.model import MODELS, build_model, count_parameters
 
 
-def best_of(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, oneDNN kernel selection)
-    times = []
+def best_of_interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    """Best time of each function over ``repeats`` rounds, the variants taking turns in every round,
+    so that load from other processes falls on all of them alike (one warm-up run each first)."""
+    for fn in fns.values():
+        fn()  # warm-up (allocations, oneDNN kernel selection)
+    best = {name: float("inf") for name in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best
 
 
 def bench_model(name: str, size: int, batch: int, repeats: int) -> dict:
@@ -41,25 +46,29 @@ def bench_model(name: str, size: int, batch: int, repeats: int) -> dict:
     y = torch.randint(0, 21, (batch, size, size))
     row: dict = {"model": name, "parameters": count_parameters(build_model(name))}
 
-    # inference: (memory format, grad mode) -> images/s
-    model = build_model(name).eval()
-    for fmt in ("first", "last"):
-        m = model.to(memory_format=torch.channels_last if fmt == "last" else torch.contiguous_format)
-        xi = x.contiguous(memory_format=torch.channels_last) if fmt == "last" else x.contiguous()
+    # inference: (memory format, grad mode) -> images/s; two copies of the same weights
+    first = build_model(name).eval()
+    last = build_model(name).eval().to(memory_format=torch.channels_last)
+    last.load_state_dict(first.state_dict())
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    fns = {}
+    for fmt, m, xi in (("first", first, x), ("last", last, x_last)):
         for mode, ctx in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
             def run(m=m, xi=xi, ctx=ctx):
                 with ctx():
                     m(xi)
-            row[f"infer_{fmt}_{mode}"] = batch / best_of(run, repeats)
+            fns[f"infer_{fmt}_{mode}"] = run
+    row.update({k: batch / t for k, t in best_of_interleaved(fns, repeats).items()})
 
     # training: a full optimiser step, channels-first vs channels-last, from the same weights
+    fns = {}
     for fmt in ("first", "last"):
         torch.manual_seed(0)
         m = build_model(name).train()
         xt = x
         if fmt == "last":
             m = m.to(memory_format=torch.channels_last)
-            xt = x.contiguous(memory_format=torch.channels_last)
+            xt = x_last
         opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
 
         def step(m=m, xt=xt, opt=opt):
@@ -67,7 +76,8 @@ def bench_model(name: str, size: int, batch: int, repeats: int) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        row[f"train_{fmt}"] = batch / best_of(step, repeats)
+        fns[f"train_{fmt}"] = step
+    row.update({k: batch / t for k, t in best_of_interleaved(fns, repeats).items()})
 
     ref = row["infer_first_no_grad"]
     row["ratio_infer_last_no_grad"] = row["infer_last_no_grad"] / ref
@@ -82,7 +92,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()

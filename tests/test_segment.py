@@ -479,3 +479,31 @@ def test_vocab_is_the_voc_classes(trained):
 
     ck = load_checkpoint(trained[1] / "best.ckpt", task="segment")
     assert ck.vocab == list(VOC_CLASSES) and ck.model == "erfnet" and ck.extra["size"] == 32
+
+
+def test_width_applies_only_to_unet(voc, tmp_path):
+    from songkit.core.train import TrainConfig
+    from songkit.tasks.segment.task import SegmentSettings, train
+
+    with pytest.raises(UserError, match="--width applies to --model unet"):
+        train(voc, SegmentSettings(model="erfnet", width=8), TrainConfig(epochs=1), tmp_path / "run", device="cpu")
+
+
+DEFAULT_CKPT = Path(__file__).resolve().parent.parent / "src/songkit/tasks/segment/weights/default.ckpt"
+
+
+@pytest.mark.skipif(not DEFAULT_CKPT.is_file(), reason="no shipped default checkpoint (make checkpoint-segment)")
+def test_default_checkpoint_is_small_and_scores_on_the_embedded_validation_split(cli, tmp_path):
+    from songkit.tasks.segment.task import evaluate_checkpoint
+
+    assert DEFAULT_CKPT.stat().st_size < 6_000_000
+    result = evaluate_checkpoint(DEFAULT_CKPT, None, "val", "cpu", progress=False)  # builds the embedded set
+    assert result["images"] == 50
+    assert result["mean_iou"] > GOLDEN_DEFAULT_MIOU - 0.02 and result["accuracy"] > 0.85, result["mean_iou"]
+    image = Path(result["data"]) / "JPEGImages" / "2007_000200.jpg"
+    r = cli("segment", image, "--out", tmp_path, "--device", "cpu")  # no --checkpoint: the default
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "2007_000200.png").is_file()
+
+
+GOLDEN_DEFAULT_MIOU = 0.0  # set from `songkit eval segment` on the shipped checkpoint (docs/segment.md)

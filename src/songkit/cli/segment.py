@@ -55,6 +55,7 @@ def train_segment(
     size: Annotated[int, typer.Option("--size", min=32, help="Training crop side (a multiple of 32); also the shorter side at evaluation.")] = DEFAULT_SIZE,
     class_weights: Annotated[str, typer.Option("--class-weights", help="none | auto (median-frequency balancing) | 21 comma-separated numbers.")] = "none",
     init: Annotated[Optional[str], typer.Option("--init", help=f"Weight initialisation: {' | '.join(INITS)} (default: the model's own).")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", min=1, help="U-Net's first layer width (default 32; the paper's 64).")] = None,
     encoder_weights: Annotated[Optional[Path], typer.Option("--encoder-weights", help="torchvision resnet34 weights (resnet34-b627a593.pth) for --model resnet34_unet.")] = None,
     train_split: Annotated[str, typer.Option("--train-split", help="ImageSets/Segmentation list to train on.")] = "train",
     val_split: Annotated[str, typer.Option("--val-split", help="ImageSets/Segmentation list to validate on.")] = "val",
@@ -74,7 +75,7 @@ def train_segment(
     if no_augment:
         augment = {"rotate": 0.0, "shear": 0.0, "vflip": False, "hflip": False, "jitter": 0.0}
     settings = SegmentSettings(model=model, size=size, batch_size=run.batch_size, class_weights=class_weights,
-                               init=init, encoder_weights=str(encoder_weights) if encoder_weights else None,
+                               init=init, width=width, encoder_weights=str(encoder_weights) if encoder_weights else None,
                                train_split=train_split, val_split=val_split, channels_last=channels_last,
                                augment=augment)
     cfg = run.train_config(monitor="val_miou", monitor_mode="max")

@@ -193,6 +193,7 @@ class SegmentSettings:
     batch_size: int = 8
     class_weights: str = "none"  # none | auto | comma-separated list of NUM_CLASSES floats
     init: str | None = None  # None: the model's own default (xavier for fcn, kaiming otherwise)
+    width: int | None = None  # U-Net's first width (None: 32)
     encoder_weights: str | None = None
     train_split: str = "train"
     val_split: str = "val"
@@ -247,6 +248,12 @@ def train(data, settings: SegmentSettings, cfg, out_dir, device: str = "auto", r
     config = cfg_cls()
     if settings.init is not None:
         config.init = settings.init
+    if settings.width is not None:
+        if not hasattr(config, "base"):
+            raise UserError(f"--width applies to --model unet, not {settings.model}")
+        if settings.width < 1:
+            raise UserError(f"--width {settings.width}: expected 1 or more")
+        config.base = settings.width
     config = dataclasses.asdict(config)
     model = build_model(settings.model, config)
     if settings.encoder_weights:
