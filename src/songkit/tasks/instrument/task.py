@@ -154,8 +154,11 @@ def train(data: list[Path] | None, model_name: str, run, skip_bad: bool = False,
     ``max_notes`` caps the training notes (and the validation notes at a quarter of that)."""
     from songkit.core.train import fit
 
+    from songkit.core.device import seed_everything
+
     if model_name not in MODELS:
         raise UserError(f"--model {model_name}: expected one of {', '.join(MODELS)}")
+    seed_everything(run.seed)  # the initial weights come from --seed too
     model = build_model(model_name, config)
     samples = input_samples(model)
     dirs = resolve_data(data)
