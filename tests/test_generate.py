@@ -167,3 +167,11 @@ def test_version(cli):
 def test_help_does_not_import_torch():
     code = "import sys, songkit.cli; assert 'torch' not in sys.modules and 'music21' not in sys.modules, sorted(m for m in sys.modules if m.split('.')[0] in ('torch','music21','numpy'))"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_default_checkpoint_generates_a_tune(cli):
+    # `songkit generate` works right after install: the shipped checkpoint, no arguments needed
+    proc = cli("generate", "--temperature", "0.8", "--seed", "3", "--max-chars", "600")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("X:1\n")
+    assert parses_with_notes(proc.stdout.split("\n", 1)[1])

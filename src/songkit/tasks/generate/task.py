@@ -14,7 +14,7 @@ from songkit.core.checkpoint import Checkpoint, default_checkpoint, load_checkpo
 from songkit.core.errors import UserError
 from songkit.tasks.generate.data import corpus_ids, encode
 from songkit.tasks.generate.model import build_model
-from songkit.tasks.generate.spec import BOS, EOS, TASK
+from songkit.tasks.generate.spec import BOS, BURN_IN, EOS, SPECIALS, TASK
 
 
 def stream_batches(ids: torch.Tensor, n_streams: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +142,8 @@ def sample_tunes(model, vocab: Sequence[str], num: int = 1, temperature: float =
         gen.manual_seed(seed)
     index = {c: i for i, c in enumerate(vocab)}
     eos = index[EOS]
-    start = torch.tensor([index[BOS]] + encode(prime, vocab), dtype=torch.long, device=device)
+    burn_in = [index[BOS]] + encode(BURN_IN, vocab) + [eos]
+    start = torch.tensor(burn_in + [index[BOS]] + encode(prime, vocab), dtype=torch.long, device=device)
     logits, state = model(start.unsqueeze(0).expand(num, -1).contiguous(), None)  # prime all rows at once
     logits = logits[:, -1]  # (B, V)
     # the loop calls the LSTM and head directly (no module hooks, no eval-mode dropout) and
@@ -171,7 +172,8 @@ def sample_tunes(model, vocab: Sequence[str], num: int = 1, temperature: float =
     length = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full((num,), steps)).tolist()
     tunes = []
     for row, n in zip(out.tolist(), length):
-        body = "".join(vocab[i] for i in row[:n] if vocab[i] not in ("\x00", "\x02", "\x03"))
+        # specials and C1 control characters (mis-decoded cp1252 in a few corpus titles) are not ABC
+        body = "".join(c for c in (vocab[i] for i in row[:n]) if c not in SPECIALS and not "\x80" <= c <= "\x9f")
         tunes.append((prime + body).strip("\n"))
     return tunes
 
