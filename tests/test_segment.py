@@ -506,4 +506,4 @@ def test_default_checkpoint_is_small_and_scores_on_the_embedded_validation_split
     assert (tmp_path / "2007_000200.png").is_file()
 
 
-GOLDEN_DEFAULT_MIOU = 0.0  # set from `songkit eval segment` on the shipped checkpoint (docs/segment.md)
+GOLDEN_DEFAULT_MIOU = 0.818  # `songkit eval segment` on the shipped checkpoint (docs/segment.md)
