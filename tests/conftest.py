@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests train tiny models: one thread each is faster, and two threads spin-waiting on a busy
+# 2-core machine made one test 6x slower. Set before torch is imported by any test module.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
