@@ -8,7 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from songkit.cli.options import Checkpoint, Device, Json, TrainRun, train_options
-from songkit.tasks.segment.spec import DEFAULT_MODEL, DEFAULT_SIZE, IMAGE_SUFFIXES, INITS, MODEL_NAMES
+from songkit.tasks.segment.spec import (
+    DEFAULT_MODEL,
+    DEFAULT_SIZE,
+    IMAGE_SUFFIXES,
+    INITS,
+    MODEL_NAMES,
+)
 
 DataFolder = Annotated[
     Optional[Path],

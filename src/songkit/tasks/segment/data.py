@@ -190,7 +190,7 @@ class VOCSegmentation:
     cache: bool = True  # keep decoded samples in memory (the embedded set is small)
 
     @classmethod
-    def open(cls, path, split: str, num_classes: int = NUM_CLASSES, cache: bool | None = None) -> "VOCSegmentation":
+    def open(cls, path, split: str, num_classes: int = NUM_CLASSES, cache: bool | None = None) -> VOCSegmentation:
         root = find_voc_root(path)
         ids = read_split(root, split)
         if cache is None:
@@ -281,7 +281,7 @@ class Augment:
         shear = rng.uniform(-self.shear, self.shear) if self.shear else 0.0
         if angle or shear:
             coeffs = _affine_coeffs(new, angle, shear)
-            fill = tuple(int(round(255 * m)) for m in MEAN)
+            fill = tuple(round(255 * m) for m in MEAN)
             img = img.transform(new, Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=fill)
             msk = msk.transform(new, Image.AFFINE, coeffs, resample=Image.NEAREST, fillcolor=IGNORE_INDEX)
         image_a = np.asarray(img, dtype=np.uint8)

@@ -15,6 +15,7 @@ multiples of 32 (the data pipeline pads to that).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -69,14 +70,14 @@ class FCN(nn.Module):
         dec = (512, 512, 256, 128, 64, 32)
         self.encoder = nn.ModuleList(
             nn.ModuleDict({"conv": nn.Conv2d(a, b, 3, stride=2, padding=1), "bn": nn.BatchNorm2d(b)})
-            for a, b in zip(enc[:-1], enc[1:])
+            for a, b in pairwise(enc)
         )
         self.decoder = nn.ModuleList(
             nn.ModuleDict({
                 "deconv": nn.ConvTranspose2d(a, b, 3, stride=2, padding=1, output_padding=1),
                 "bn": nn.BatchNorm2d(b),
             })
-            for a, b in zip(dec[:-1], dec[1:])
+            for a, b in pairwise(dec)
         )
         self.classifier = nn.Conv2d(32, cfg.num_classes, 1)
         init_weights(self, cfg.init)

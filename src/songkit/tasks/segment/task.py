@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -30,8 +30,21 @@ from songkit.tasks.segment.data import (
     resolve_data,
     to_tensor,
 )
-from songkit.tasks.segment.model import MODELS, ResNet34Encoder, build_model, count_parameters
-from songkit.tasks.segment.spec import DEFAULT_SIZE, IGNORE_INDEX, INITS, MEAN, STD, TASK, VOC_CLASSES
+from songkit.tasks.segment.model import (
+    MODELS,
+    ResNet34Encoder,
+    build_model,
+    count_parameters,
+)
+from songkit.tasks.segment.spec import (
+    DEFAULT_SIZE,
+    IGNORE_INDEX,
+    INITS,
+    MEAN,
+    STD,
+    TASK,
+    VOC_CLASSES,
+)
 
 # ---------------------------------------------------------------- prediction
 
@@ -318,7 +331,8 @@ def segment_files(files: list[Path], out, checkpoint=None, device="cpu", size: i
 
     from songkit.core.checkpoint import default_checkpoint
     from songkit.core.io import atomic_write_bytes, open_output
-    from songkit.tasks.segment.data import load_image, overlay as blend, save_mask_png
+    from songkit.tasks.segment.data import load_image, save_mask_png
+    from songkit.tasks.segment.data import overlay as blend
 
     model, ck = load_model(checkpoint or default_checkpoint(TASK), device)
     size = size or int(ck.extra.get("size", DEFAULT_SIZE))
