@@ -50,7 +50,7 @@ def segment(
         if json_out:
             print(json.dumps(row), flush=True)
         else:
-            shown = ", ".join(f"{k} {v:.0%}" for k, v in row["classes"].items() if k != "background") or "background only"
+            shown = ", ".join(f"{k} {v:.0%}" for k, v in row["classes"].items() if k != "background" and v >= 0.005) or "background only"
             print(f"{row['image']} -> {row['mask']}  ({shown})", flush=True)
 
 
