@@ -260,6 +260,7 @@ def train(data, settings: SegmentSettings, cfg, out_dir, device: str = "auto", r
     weights, counts = parse_class_weights(settings.class_weights, train_ds)
     if counts is None:
         counts = train_ds.class_pixel_counts().tolist()
+    val_ds.class_pixel_counts()  # and every validation pair, so a bad file cannot stop the run after epoch 1
     try:
         augment = Augment(size=settings.size, **settings.augment)
     except TypeError as e:
