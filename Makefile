@@ -84,6 +84,7 @@ checkpoint-tokenize:
 	OMP_NUM_THREADS=1 songkit train tokenize --encoding nb --model gru --out $(RUNS)/tokenize-default --epochs 6 \
 		--max-steps-per-epoch 60 --batch-size 32 --seq-len 64 --d-model 128 --embed-dim 32 --lr 3e-3 --warmup-steps 20 \
 		--seed 0 > $(RUNS)/tokenize-default.log 2>&1 || (tail -5 $(RUNS)/tokenize-default.log; exit 1)
+	mkdir -p src/songkit/tasks/tokenize/weights
 	cp $(RUNS)/tokenize-default/best.ckpt src/songkit/tasks/tokenize/weights/default.ckpt
 
 # tokenize on POP909 (../shared/datasets/pop909): round trip, token counts, speed against MidiTok

@@ -110,7 +110,7 @@ def train_tokenize(
 
 
 def eval_tokenize(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A tokenize checkpoint.")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="A tokenize checkpoint (default: the shipped NB GRU).")] = None,
     data: Annotated[Optional[list[Path]], typer.Option("--data", "-d", help="Files/folders (default: the chorales).")] = None,
     split: Annotated[str, typer.Option("--split", help="val (the song-level validation split) | all.")] = "val",
     json_out: Json = False,

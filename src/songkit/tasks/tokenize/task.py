@@ -302,6 +302,10 @@ def load_token_model(checkpoint: str | Path, device="cpu"):
     from songkit.core.checkpoint import load_checkpoint
     from songkit.tasks.tokenize.model import MODELS
 
+    if checkpoint is None:
+        from songkit.core.checkpoint import default_checkpoint
+
+        checkpoint = default_checkpoint(TASK)
     ck = load_checkpoint(checkpoint, task=TASK)
     if ck.model not in MODELS:
         raise UserError(f"{checkpoint}: unknown tokenize model {ck.model!r}")
@@ -327,7 +331,7 @@ def evaluate_checkpoint(checkpoint, data_paths, device="cpu", split: str = "val"
     songs = encode_songs(files, vocab, ck.config["encoding"])
     res = evaluate_songs(model, songs, ck.config["encoding"], int(ck.extra.get("seq_len", 128)), dev,
                          batch_size=batch_size)
-    return {"checkpoint": str(checkpoint), "model": ck.model, "encoding": ck.config["encoding"],
+    return {"checkpoint": str(ck.path), "model": ck.model, "encoding": ck.config["encoding"],
             "songs": len(songs), "groups": int(sum(len(s) for s in songs)), **res}
 
 
