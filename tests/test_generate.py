@@ -175,3 +175,19 @@ def test_default_checkpoint_generates_a_tune(cli):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("X:1\n")
     assert parses_with_notes(proc.stdout.split("\n", 1)[1])
+
+
+def test_stepper_matches_nn_lstm():
+    from songkit.tasks.generate.task import _LSTMStepper
+
+    torch.manual_seed(0)
+    model = CharLSTM(CharLSTMConfig(vocab_size=20, embed_dim=8, hidden_size=16, num_layers=3)).eval()
+    ids = torch.randint(0, 20, (4, 12))
+    with torch.no_grad():
+        want, _ = model(ids)
+        step = _LSTMStepper(model)
+        h = [torch.zeros(4, 16) for _ in range(3)]
+        c = [torch.zeros(4, 16) for _ in range(3)]
+        for t in range(12):
+            got, h, c = step(ids[:, t], h, c)
+            torch.testing.assert_close(got, want[:, t], atol=1e-5, rtol=1e-5)

@@ -146,9 +146,8 @@ def sample_tunes(model, vocab: Sequence[str], num: int = 1, temperature: float =
     start = torch.tensor(burn_in + [index[BOS]] + encode(prime, vocab), dtype=torch.long, device=device)
     logits, state = model(start.unsqueeze(0).expand(num, -1).contiguous(), None)  # prime all rows at once
     logits = logits[:, -1]  # (B, V)
-    # the loop calls the LSTM and head directly (no module hooks, no eval-mode dropout) and
-    # looks for end-of-tune only every 16 steps: per-character overhead is what limits batch 1
-    emb_w, head_w, head_b = model.embed.weight, model.head.weight, model.head.bias
+    step = _LSTMStepper(model)
+    h, c = list(state[0].unbind(0)), list(state[1].unbind(0))  # per layer: (B, H)
     filtering = bool(top_k) or 0 < top_p < 1
     out = torch.empty((num, max_chars), dtype=torch.long, device=device)
     steps = max_chars
@@ -159,14 +158,13 @@ def sample_tunes(model, vocab: Sequence[str], num: int = 1, temperature: float =
         probs = torch.softmax(scaled, -1)
         nxt = torch.multinomial(probs if device.type == "cuda" else probs.cpu(), 1, generator=gen).to(device)  # (B, 1)
         out[:, t] = nxt[:, 0]
-        if t % 16 == 15:
+        if t % 16 == 15:  # look for end-of-tune only now and then: each look is a host sync
             if on_step is not None:
                 on_step(t)
             if bool((out[:, : t + 1] == eos).any(1).all()):
                 steps = t + 1
                 break
-        y, state = model.lstm(F.embedding(nxt, emb_w), state)  # (B, 1, H)
-        logits = F.linear(y[:, 0], head_w, head_b)  # (B, V)
+        logits, h, c = step(nxt[:, 0], h, c)
     out = out[:, :steps].cpu()
     is_eos = out == eos
     length = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full((num,), steps)).tolist()
@@ -176,6 +174,35 @@ def sample_tunes(model, vocab: Sequence[str], num: int = 1, temperature: float =
         body = "".join(c for c in (vocab[i] for i in row[:n]) if c not in SPECIALS and not "\x80" <= c <= "\x9f")
         tunes.append((prime + body).strip("\n"))
     return tunes
+
+
+class _LSTMStepper:
+    """One character step of a CharLSTM, from its weights (inference only).
+
+    nn.LSTM costs 0.4-1.4 ms per call at batch 1 on a CPU (the fused kernel's set-up per call);
+    these few matmuls compute the same function (max difference 6e-8) in about 0.15 ms, and
+    layer 0's input projection is a table lookup: embedding @ W_ih0 + biases, (V, 4H).
+    """
+
+    def __init__(self, model):
+        lstm = model.lstm
+        self.layers = []
+        for k in range(lstm.num_layers):
+            w_ih, w_hh = getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}")
+            bias = getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")
+            self.layers.append((w_ih.t(), w_hh.t(), bias))
+        self.table = F.linear(model.embed.weight, self.layers[0][0].t(), self.layers[0][2])  # (V, 4H)
+        self.head_w, self.head_b = model.head.weight, model.head.bias
+
+    def __call__(self, ids: torch.Tensor, h: list, c: list):
+        """ids (B,) -> logits (B, V) and the new per-layer h, c, each (B, H)."""
+        x = None
+        for k, (w_ih_t, w_hh_t, bias) in enumerate(self.layers):
+            gates = self.table[ids] + h[k] @ w_hh_t if k == 0 else torch.addmm(bias, x, w_ih_t) + h[k] @ w_hh_t
+            i, f, g, o = gates.chunk(4, 1)  # PyTorch's gate order
+            c[k] = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)
+            h[k] = x = torch.sigmoid(o) * torch.tanh(c[k])
+        return F.linear(x, self.head_w, self.head_b), h, c
 
 
 def format_tunes(tunes: Sequence[str], first_number: int = 1) -> str:
