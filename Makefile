@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install demo test test-slow bench checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean
+.PHONY: install demo test test-slow bench checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument
 
 # torch first, pinned: the CPU wheel on disk (an unpinned torch pulls GBs of CUDA packages)
 install:
@@ -21,6 +21,11 @@ test-slow: install
 	$(PYTHON) -m pytest -m slow
 
 bench: bench-generate bench-instrument bench-tokenize bench-chords bench-segment
+
+# the references the benchmarks compare against, installed for benchmarks only (never dependencies);
+# torch stays pinned so that nothing pulls a CUDA build
+bench-deps:
+	$(PIP) install -q librosa miditok torch==2.13.0
 
 checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize checkpoint-chords checkpoint-segment
 
@@ -71,7 +76,7 @@ checkpoint-chords:
 		--out $(RUNS)/chords-default > $(RUNS)/chords-default.log 2>&1 || (tail -5 $(RUNS)/chords-default.log; exit 1)
 	cp $(RUNS)/chords-default/best.ckpt src/songkit/tasks/chords/weights/default.ckpt
 
-bench-chords:
+bench-chords: bench-deps
 	$(PYTHON) bench/bench_chords.py
 
 clean:
@@ -89,7 +94,7 @@ checkpoint-tokenize:
 
 # tokenize on POP909 (../shared/datasets/pop909): round trip, token counts, speed against MidiTok
 # (pip install miditok torch==2.13.0 for the comparison; never a dependency)
-bench-tokenize:
+bench-tokenize: bench-deps
 	$(PYTHON) bench/bench_tokenize.py
 
 # a U-Net of width 16 on the embedded segmentation dataset (30 epochs of 25 steps, about 2.5 CPU-minutes);
