@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -104,7 +105,11 @@ def train_options(**defaults: Any) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
-        own = [p.replace(kind=P.KEYWORD_ONLY) for p in sig.parameters.values() if p.name != "run"]
+        # resolve the task's annotations in the task's module (they may be strings under
+        # `from __future__ import annotations`), so Typer never looks them up in this module
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [p.replace(kind=P.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+               for p in sig.parameters.values() if p.name != "run"]
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
@@ -112,6 +117,7 @@ def train_options(**defaults: Any) -> Callable:
             return fn(run=run, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=own + shared)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + shared}
         del wrapper.__wrapped__  # Typer must read the new signature, not fn's
         return wrapper
 
