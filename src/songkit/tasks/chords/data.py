@@ -35,10 +35,30 @@ class Song:
     duration: float
 
 
-def cache_dir() -> Path:
-    """``$SONGKIT_HOME`` or ``~/.cache/songkit`` (created on demand)."""
-    d = Path(os.environ.get("SONGKIT_HOME") or Path.home() / ".cache" / "songkit")
-    return d
+def _cached_arrays(kind: str, name: str, source: Path, compute, salt: str = "") -> dict:
+    """Arrays computed from ``source`` (``compute() -> dict``), cached as .npz in the songkit cache
+    (``chords/<kind>/``), keyed by the source's path, size and mtime; a read-only cache is not an error."""
+    import numpy as np
+
+    from songkit.core.io import cache_dir
+
+    st = source.stat()
+    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}{salt}".encode()).hexdigest()[:16]
+    try:
+        cached = cache_dir("chords", kind) / f"{name}-{key}.npz"
+    except OSError:
+        return compute()
+    if cached.exists():
+        with np.load(cached) as z:
+            return {k: z[k] for k in z.files}
+    arrays = compute()
+    try:
+        tmp = cached.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, cached)
+    except OSError:
+        pass
+    return arrays
 
 
 def split_of(name: str) -> str:
@@ -108,8 +128,6 @@ def billboard_ids(root: Path) -> list[str]:
 
 def load_billboard(root: str | Path, splits=("train", "valid", "test"), progress: bool = True) -> list[Song]:
     """Load the Billboard songs of the given splits (parsed files cached as .npz)."""
-    import numpy as np
-
     from songkit.core.progress import track
 
     root = Path(root)
@@ -117,25 +135,11 @@ def load_billboard(root: str | Path, splits=("train", "valid", "test"), progress
     if not ids:
         raise UserError(f"{root}: no Billboard songs (need {CHORDINO_DIR}/NNNN/bothchroma.csv and {MIREX_DIR}/NNNN/majmin.lab)")
     songs = []
-    cdir = cache_dir() / "chords" / "billboard"
     for sid in track(ids, total=len(ids), description="billboard") if progress else ids:
         csv = root / CHORDINO_DIR / sid / "bothchroma.csv"
         lab = root / MIREX_DIR / sid / "majmin.lab"
-        st = csv.stat()
-        key = hashlib.sha1(f"{csv.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-        cached = cdir / f"{sid}-{key}.npz"
-        if cached.exists():
-            z = np.load(cached)
-            times, chroma = z["times"], z["chroma"]
-        else:
-            times, chroma = read_bothchroma(csv)
-            try:
-                cdir.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(".tmp.npz")
-                np.savez(tmp, times=times, chroma=chroma)
-                os.replace(tmp, cached)
-            except OSError:
-                pass  # a read-only cache is not an error
+        z = _cached_arrays("billboard", sid, csv, lambda csv=csv: dict(zip(("times", "chroma"), read_bothchroma(csv))))
+        times, chroma = z["times"], z["chroma"]
         songs.append(_song_from_frames(sid, times, chroma, harte.read_lab(lab)))
     return songs
 
@@ -165,24 +169,11 @@ def load_audio_folder(root: str | Path, splits=("train", "valid", "test"), progr
     if not chosen and all_splits_if_tiny:
         chosen = pairs
     songs = []
-    cdir = cache_dir() / "chords" / "audio"
     for a, lab in track(chosen, total=len(chosen), description="audio") if progress else chosen:
         ref = harte.read_lab(lab)
-        st = a.stat()
-        key = hashlib.sha1(f"{a.resolve()}|{st.st_size}|{st.st_mtime_ns}|{spec.N_FFT}".encode()).hexdigest()[:16]
-        cached = cdir / f"{a.stem}-{key}.npz"
-        if cached.exists():
-            z = np.load(cached)
-            chroma, duration = z["chroma"], float(z["duration"])
-        else:
-            chroma, duration = audio_features(a)
-            try:
-                cdir.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(".tmp.npz")
-                np.savez(tmp, chroma=chroma, duration=duration)
-                os.replace(tmp, cached)
-            except OSError:
-                pass
+        z = _cached_arrays("audio", a.stem, a, lambda a=a: dict(zip(("chroma", "duration"), audio_features(a))),
+                           salt=f"|{spec.N_FFT}")
+        chroma, duration = z["chroma"], float(z["duration"])
         times = np.arange(len(chroma)) * spec.FRAME_SECONDS
         songs.append(_song_from_frames(a.stem, times, chroma, ref, duration))
     return songs
