@@ -35,7 +35,8 @@ def generate(
 
     prime = codecs.decode(prime, "unicode_escape") if "\\" in prime else prime
     dev = resolve_device(device)
-    if checkpoint is not None:
+    ck = None
+    if checkpoint is not None:  # read once: a tokenize checkpoint samples MIDI instead
         ck = load_checkpoint(checkpoint)
         if ck.task == "tokenize":
             from songkit.tasks.tokenize.task import sample_midi
@@ -49,7 +50,7 @@ def generate(
     if seed is None:
         seed = int(torch.seed() % 2**31)
     torch.manual_seed(seed)
-    model, ck = load_generator(checkpoint, dev)
+    model, ck = load_generator(ck, dev)
     with make_progress() as bar:
         task = bar.add_task(f"sampling {num} tune(s)", total=max_chars, rate="", info="")
         tunes = sample_tunes(model, ck.vocab, num=num, temperature=temperature, max_chars=max_chars, top_k=top_k,

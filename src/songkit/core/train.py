@@ -178,7 +178,7 @@ def fit(
     """
     import torch
 
-    from songkit.core.checkpoint import load_checkpoint, save_checkpoint
+    from songkit.core.checkpoint import _plain, load_checkpoint, save_checkpoint
     from songkit.core.device import resolve_device, seed_everything
     from songkit.core.plots import curves_png
 
@@ -209,7 +209,7 @@ def fit(
     if resume:
         if last_path.is_file():
             ck = load_checkpoint(last_path, task=meta["task"])
-            if ck.model != meta["model"] or ck.config != _plain_config(meta["config"]):
+            if ck.model != meta["model"] or ck.config != _plain(meta["config"]):
                 raise UserError(f"{last_path}: --resume with a different model or config than this run folder holds")
             if not ck.train_state:
                 raise UserError(f"{last_path}: has no training state to resume from")
@@ -333,12 +333,6 @@ def fit(
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
     return history
-
-
-def _plain_config(config: Any) -> dict:
-    from songkit.core.checkpoint import _plain
-
-    return _plain(config)
 
 
 def _write_metrics(out: Path, history: list[dict]) -> None:

@@ -98,9 +98,15 @@ def stream_nats_per_char(model, ids: torch.Tensor, device, seq_len: int = 256, n
 
 
 # ---------------------------------------------------------------- loading and sampling
-def load_generator(path: str | Path | None, device) -> tuple[torch.nn.Module, Checkpoint]:
-    """The SongRNN model of a checkpoint (the shipped default when ``path`` is None), on ``device``."""
-    ck = load_checkpoint(path if path is not None else default_checkpoint(TASK), task=TASK)
+def load_generator(path: str | Path | Checkpoint | None, device) -> tuple[torch.nn.Module, Checkpoint]:
+    """The SongRNN model of a checkpoint (a path, an already loaded one, or the shipped default
+    when None), on ``device``."""
+    if isinstance(path, Checkpoint):
+        ck = path
+        if ck.task != TASK:
+            raise UserError(f"{ck.path}: a '{ck.task}' checkpoint, but this command needs a '{TASK}' checkpoint")
+    else:
+        ck = load_checkpoint(path if path is not None else default_checkpoint(TASK), task=TASK)
     model = build_model(ck.model, ck.config)
     try:
         model.load_state_dict(ck.state_dict)
