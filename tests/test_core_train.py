@@ -1,20 +1,25 @@
-"""The shared training loop on a toy task: it learns, resumes exactly, stops early, writes its files."""
+"""The shared training loop on a toy task: it learns, repeats, resumes exactly, stops early, writes its files."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
 
 from songkit.core.checkpoint import load_checkpoint
-from songkit.core.train import TrainConfig, fit, lr_at
-from toy import META, ToyTask, make_model
+from songkit.core.errors import UserError
+from songkit.core.train import TrainConfig, TrainRun, fit, lr_at, prepare_run_folder
+from toy import META, Keep, ToyTask, make_model
 
 
+def _weights(path):
+    return load_checkpoint(path).state_dict
 
 
 def test_learns_and_writes_run_files(tmp_path):
     cfg = TrainConfig(epochs=15, lr=3e-2, warmup_steps=5, monitor="val_acc", monitor_mode="max")
-    history = fit(make_model(), ToyTask(), cfg, tmp_path, META, device="cpu")
+    history = fit(make_model, ToyTask(), cfg, tmp_path, META, device="cpu")
     assert history[-1]["val_acc"] > 0.9 and history[-1]["val_loss"] < history[0]["val_loss"]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, 16))
@@ -25,33 +30,104 @@ def test_learns_and_writes_run_files(tmp_path):
     assert load_checkpoint(tmp_path / "last.ckpt").train_state["epoch"] == 14
 
 
+def test_same_seed_same_run_whatever_the_rng_did_before(tmp_path):
+    """fit seeds before it builds the model: what the caller drew before does not matter."""
+    cfg = dict(epochs=2, lr=1e-2)
+    torch.manual_seed(123)
+    fit(make_model, ToyTask(), TrainConfig(**cfg, seed=3), tmp_path / "a", META, device="cpu")
+    torch.rand(1000)  # another caller state
+    fit(make_model, ToyTask(), TrainConfig(**cfg, seed=3), tmp_path / "b", META, device="cpu")
+    fit(make_model, ToyTask(), TrainConfig(**cfg, seed=4), tmp_path / "c", META, device="cpu")
+    a, b, c = (_weights(tmp_path / k / "last.ckpt") for k in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_loader_order_does_not_depend_on_workers(tmp_path):
+    """--workers 0 and --workers 2 train to the same weights (order from (seed, epoch) only)."""
+    cfg = dict(epochs=2, lr=1e-2)
+    fit(make_model, ToyTask(workers=0), TrainConfig(**cfg), tmp_path / "w0", META, device="cpu")
+    fit(make_model, ToyTask(workers=2), TrainConfig(**cfg), tmp_path / "w2", META, device="cpu")
+    a, b = _weights(tmp_path / "w0" / "last.ckpt"), _weights(tmp_path / "w2" / "last.ckpt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.parametrize("schedule,optimizer", [("cosine", "adamw"), ("plateau", "adam"), ("none", "sgd")])
 def test_resume_equals_uninterrupted(tmp_path, schedule, optimizer):
     cfg = dict(epochs=4, lr=1e-2, schedule=schedule, optimizer=optimizer, warmup_steps=3, plateau_patience=0)
-    full = make_model()
+    full = Keep()
     h_full = fit(full, ToyTask(), TrainConfig(**cfg), tmp_path / "full", META, device="cpu")
-    killed = make_model()
-    fit(killed, ToyTask(), TrainConfig(**cfg), tmp_path / "part", META, device="cpu", stop_after_epoch=2)
-    resumed = make_model()  # a new process would start from fresh weights
+    fit(make_model, ToyTask(), TrainConfig(**cfg), tmp_path / "part", META, device="cpu", stop_after_epoch=2)
+    resumed = Keep()  # a new process starts from fresh weights
     h_res = fit(resumed, ToyTask(), TrainConfig(**cfg), tmp_path / "part", META, device="cpu", resume=True)
-    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert [r["train_loss"] for r in h_full] == [r["train_loss"] for r in h_res]
 
 
+def test_resume_repairs_metrics_left_behind_by_a_kill(tmp_path):
+    fit(make_model, ToyTask(), TrainConfig(epochs=3), tmp_path, META, device="cpu")
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')  # as if killed before metrics were replaced
+    (tmp_path / ".last.ckpt.abc123.tmp").write_bytes(b"half a checkpoint")  # a killed atomic write
+    run = TrainRun(out=tmp_path, epochs=3, resume=True)
+    assert prepare_run_folder(run, {}) is False  # finished: nothing to do
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+    fit(make_model, ToyTask(), TrainConfig(epochs=4), tmp_path, META, device="cpu", resume=True)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_run_folder_refused_without_resume_or_force(tmp_path):
+    fit(make_model, ToyTask(), TrainConfig(epochs=1), tmp_path, META, device="cpu")
+    before = (tmp_path / "best.ckpt").read_bytes()
+    with pytest.raises(UserError, match="holds a run already.*--force starts over"):
+        prepare_run_folder(TrainRun(out=tmp_path), {})
+    assert (tmp_path / "best.ckpt").read_bytes() == before
+    assert prepare_run_folder(TrainRun(out=tmp_path, force=True), {}) is True
+    assert not (tmp_path / "best.ckpt").exists()
+
+
+def test_resume_takes_the_runs_options_and_refuses_a_typed_change(tmp_path):
+    run = TrainRun(out=tmp_path, epochs=1, lr=0.05, batch_size=8)
+    opts = {"hidden_size": 64}
+    assert prepare_run_folder(run, opts)
+    fit(make_model, ToyTask(), run.train_config(), tmp_path, META, device="cpu")
+    again = TrainRun(out=tmp_path, epochs=3, resume=True)  # defaults: lr 1e-3, batch 32
+    opts2 = {"hidden_size": 256}
+    assert prepare_run_folder(again, opts2)
+    assert (again.lr, again.batch_size, opts2["hidden_size"]) == (0.05, 8, 64)
+    typed = TrainRun(out=tmp_path, epochs=3, resume=True, lr=0.1, explicit=frozenset({"lr"}))
+    with pytest.raises(UserError, match="--lr 0.1 differs from the run's 0.05"):
+        prepare_run_folder(typed, {"hidden_size": 64})
+    typed = TrainRun(out=tmp_path, epochs=3, resume=True, explicit=frozenset({"hidden_size"}))
+    with pytest.raises(UserError, match="--hidden-size 128 differs"):
+        prepare_run_folder(typed, {"hidden_size": 128})
+
+
+def test_interrupt_names_the_saved_epoch(tmp_path):
+    class Interrupting(ToyTask):
+        def evaluate(self, model, device):
+            if self.calls == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            self.calls += 1
+            return super().evaluate(model, device)
+
+    task = Interrupting()
+    task.calls = 0
+    with pytest.raises(KeyboardInterrupt, match="interrupted in epoch 2.*last.ckpt holds epoch 1; --resume"):
+        fit(make_model, task, TrainConfig(epochs=3), tmp_path, META, device="cpu")
+
+
 def test_early_stopping(tmp_path):
     cfg = TrainConfig(epochs=50, lr=1e-9, patience=2, schedule="none")  # lr so low nothing improves
-    history = fit(make_model(), ToyTask(), cfg, tmp_path, META, device="cpu")
+    history = fit(make_model, ToyTask(), cfg, tmp_path, META, device="cpu")
     assert len(history) < 50
     assert load_checkpoint(tmp_path / "last.ckpt").train_state["done"]
 
 
 def test_resume_refuses_another_config(tmp_path):
-    from songkit.core.errors import UserError
-
-    fit(make_model(), ToyTask(), TrainConfig(epochs=1), tmp_path, META, device="cpu")
+    fit(make_model, ToyTask(), TrainConfig(epochs=1), tmp_path, META, device="cpu")
     with pytest.raises(UserError, match="different model or config"):
-        fit(make_model(), ToyTask(), TrainConfig(epochs=2), tmp_path, {**META, "config": {"hidden": 64}},
+        fit(make_model, ToyTask(), TrainConfig(epochs=2), tmp_path, {**META, "config": {"hidden": 64}},
             device="cpu", resume=True)
 
 

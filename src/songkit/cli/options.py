@@ -5,54 +5,21 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from songkit.core.train import TrainRun
+
 Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps (auto: cuda > mps > cpu).")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same run.")]
 Checkpoint = Annotated[
-    Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint file (default: the one shipped with songkit).")
+    Optional[Path], typer.Option("--checkpoint", "-c", metavar="CKPT",
+                                 help="Checkpoint file, or a run folder (its best.ckpt); default: the shipped one.")
 ]
 Json = Annotated[bool, typer.Option("--json", help="Write JSON (one object per line) instead of a table.")]
-
-
-@dataclass
-class TrainRun:
-    """The options every `songkit train TASK` shares, gathered for the task's train function."""
-
-    data: list[Path] | None
-    out: Path
-    epochs: int
-    batch_size: int
-    lr: float
-    optimizer: str
-    weight_decay: float
-    schedule: str
-    warmup_steps: int
-    clip_grad: float
-    patience: int
-    max_steps_per_epoch: int
-    amp: bool
-    device: str
-    seed: int
-    resume: bool
-
-    def train_config(self, **overrides: Any):
-        """A core TrainConfig from these options (task overrides such as monitor win)."""
-        from songkit.core.train import TrainConfig
-
-        cfg = TrainConfig(
-            epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
-            schedule=self.schedule, warmup_steps=self.warmup_steps, clip_grad=self.clip_grad or None,
-            patience=self.patience or None, amp=self.amp, seed=self.seed,
-            max_steps_per_epoch=self.max_steps_per_epoch or None,
-        )
-        for key, value in overrides.items():
-            setattr(cfg, key, value)
-        return cfg
 
 
 def train_options(**defaults: Any) -> Callable:
@@ -62,7 +29,8 @@ def train_options(**defaults: Any) -> Callable:
     d = {
         "data": None, "out": Path("runs/train"), "epochs": 10, "batch_size": 32, "lr": 1e-3, "optimizer": "adamw",
         "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 0, "clip_grad": 1.0, "patience": 0,
-        "max_steps_per_epoch": 0, "amp": True, "device": "auto", "seed": 0, "resume": False,
+        "max_steps_per_epoch": 0, "amp": True, "device": "auto", "seed": 0, "resume": False, "workers": None,
+        "force": False,
     }
     unknown = set(defaults) - set(d)
     if unknown:
@@ -95,11 +63,17 @@ def train_options(**defaults: Any) -> Callable:
         P("max_steps_per_epoch", P.KEYWORD_ONLY, default=d["max_steps_per_epoch"], annotation=Annotated[int, typer.Option(
             "--max-steps-per-epoch", min=0, help="Cap the steps per epoch (0: a full pass).")]),
         P("amp", P.KEYWORD_ONLY, default=d["amp"], annotation=Annotated[bool, typer.Option(
-            "--amp/--no-amp", help="Mixed precision on CUDA.")]),
+            "--amp/--no-amp", help="Mixed precision where it pays: bf16 on CPUs with AMX/AVX512-BF16 and on CUDA "
+            "(fp16 where bf16 is missing); --no-amp: plain fp32.")]),
         P("device", P.KEYWORD_ONLY, default=d["device"], annotation=Device),
         P("seed", P.KEYWORD_ONLY, default=d["seed"], annotation=Seed),
         P("resume", P.KEYWORD_ONLY, default=d["resume"], annotation=Annotated[bool, typer.Option(
-            "--resume", help="Continue a killed run from OUT/last.ckpt.")]),
+            "--resume", help="Continue a killed run from OUT/last.ckpt (options come from the run).")]),
+        P("force", P.KEYWORD_ONLY, default=d["force"], annotation=Annotated[bool, typer.Option(
+            "--force", help="Start over in an OUT that already holds a run (its files are replaced).")]),
+        P("workers", P.KEYWORD_ONLY, default=d["workers"], annotation=Annotated[Optional[int], typer.Option(
+            "--workers", min=0, metavar="N",
+            help="DataLoader worker processes (default: the machine's cores, at most 4; 0: in-process).")]),
     ]
     names = [p.name for p in shared]
 
@@ -113,7 +87,19 @@ def train_options(**defaults: Any) -> Callable:
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
-            run = TrainRun(**{n: kwargs.pop(n) for n in names})
+            import click
+
+            from songkit.core.data import default_workers
+
+            ctx = click.get_current_context(silent=True)
+            typed = frozenset(
+                n for n in [*names, *kwargs] if ctx is not None and ctx.get_parameter_source(n) in (
+                    click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+            )
+            shared_values = {n: kwargs.pop(n) for n in names}
+            if shared_values["workers"] is None:
+                shared_values["workers"] = default_workers()
+            run = TrainRun(**shared_values, explicit=typed)
             return fn(run=run, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=own + shared)  # type: ignore[attr-defined]
@@ -122,6 +108,23 @@ def train_options(**defaults: Any) -> Callable:
         return wrapper
 
     return decorate
+
+
+def start_training(task: str, run: TrainRun, options: Any) -> list[dict]:
+    """Resolve the run folder (--resume takes the options the run was started with, --force starts over,
+    a finished run does nothing), then call ``songkit.tasks.<task>.train.train(run.data, run, options)``.
+
+    ``options`` is the task's TrainOptions dataclass (tasks/<task>/constants.py), field names = CLI names.
+    """
+    import importlib
+
+    from songkit.core.train import prepare_run_folder
+
+    values = asdict(options)
+    if not prepare_run_folder(run, values):
+        return []
+    options = type(options)(**values)
+    return importlib.import_module(f"songkit.tasks.{task}.train").train(run.data, run, options)
 
 
 assert {f.name for f in fields(TrainRun)} >= {"data", "out"}

@@ -1,7 +1,9 @@
-"""Devices resolved at call time, and seeding."""
+"""Devices resolved at call time, seeding, and precision (bf16 where the CPU has it)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import random
 
@@ -54,3 +56,62 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AMX or AVX512-BF16), read at run time.
+
+    Without native bf16 the CPU emulates it, and autocast is slower than plain fp32.
+    """
+    flags = ""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line
+                    break
+    names = set(flags.split())
+    return bool(names & {"avx512_bf16", "amx_bf16"})
+
+
+def amp_dtype(device, enabled: bool = True, model=None):
+    """The autocast dtype for ``device``, or None for plain fp32.
+
+    CUDA: bf16 where supported, else fp16 (with a GradScaler in training); CPU: bf16 when the
+    CPU has AMX or AVX512-BF16; MPS: none. A model class with ``use_amp = False`` (one where bf16
+    does not pay or hurts, measured) stays fp32.
+    """
+    import torch
+
+    if not enabled or (model is not None and getattr(type(model), "use_amp", True) is False):
+        return None
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_supports_bf16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device, dtype):
+    """``torch.autocast`` for ``dtype`` on ``device``; a no-op context when ``dtype`` is None."""
+    import torch
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def place_model(model, device, amp: bool = True):
+    """Move ``model`` to ``device``; conv nets (class attribute ``channels_last = True``) go
+    channels-last when they run under autocast (``amp_dtype`` not None), the layout the fast bf16/fp16
+    convolution kernels want. In plain fp32 on a CPU without native bf16 channels-last is slower
+    (measured on an AVX2 EPYC: 1.35 s vs 0.95 s per step of a 4-conv stack), so it stays off there.
+    """
+    import torch
+
+    model = model.to(device)
+    if getattr(type(model), "channels_last", False) and amp_dtype(device, amp, model) is not None:
+        model = model.to(memory_format=torch.channels_last)
+    return model

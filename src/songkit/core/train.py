@@ -4,8 +4,13 @@ A task supplies deterministic batches and a loss; ``fit`` supplies the rest:
 AdamW/Adam/SGD, a warm-up + cosine or reduce-on-plateau schedule, gradient
 clipping, early stopping on a validation metric, ``best.ckpt`` and ``last.ckpt``
 in the run folder, ``--resume`` from ``last.ckpt`` with the same result as an
-uninterrupted run, autocast on CUDA, and DistributedDataParallel under torchrun
-(rank 0 writes the files). Per-epoch metrics go to ``metrics.jsonl`` and ``curves.png``.
+uninterrupted run, autocast (bf16 on CPUs with AMX/AVX512-BF16 and on CUDA), and
+DistributedDataParallel under torchrun (rank 0 writes the files). Per-epoch metrics go to
+``metrics.jsonl`` and ``curves.png``; both are rewritten from ``last.ckpt`` on resume, so a run's
+files always agree with its last checkpoint.
+
+The model is built by ``fit`` from a factory after seeding (nanoGPT's habit): the same seed gives the
+same initial weights, whatever the caller did with the RNGs before.
 
 The task protocol (duck-typed)::
 
@@ -23,9 +28,9 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from songkit.core.errors import UserError
 from songkit.core.progress import log, make_progress, show_bars
@@ -52,9 +57,10 @@ class TrainConfig:
     patience: int | None = None  # early stopping: epochs without improvement of `monitor`
     monitor: str = "val_loss"
     monitor_mode: str = "min"  # min | max
-    amp: bool = True  # autocast on CUDA only
+    amp: bool = True  # autocast where it pays: core.device.amp_dtype (bf16 CPU/CUDA, fp16 CUDA)
     seed: int = 0
     max_steps_per_epoch: int | None = None
+    run_options: dict = field(default_factory=dict)  # what the run was started with (for --resume)
 
     def check(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -161,8 +167,11 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
 
 
 # ---------------------------------------------------------------- fit
+RUN_FILES = ("last.ckpt", "best.ckpt", "metrics.jsonl", "curves.png")
+
+
 def fit(
-    model,
+    build_model: Callable[[], Any],
     task,
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -171,7 +180,7 @@ def fit(
     resume: bool = False,
     stop_after_epoch: int | None = None,
 ) -> list[dict]:
-    """Train ``model`` on ``task``; returns the per-epoch history.
+    """Seed, build the model with ``build_model()``, train it on ``task``; returns the per-epoch history.
 
     ``meta`` holds what goes into every checkpoint: task, model, config, vocab, extra.
     ``stop_after_epoch`` ends the run after that epoch as if it were killed (for tests).
@@ -179,8 +188,7 @@ def fit(
     import torch
 
     from songkit.core.checkpoint import _plain, load_checkpoint, save_checkpoint
-    from songkit.core.device import resolve_device, seed_everything
-    from songkit.core.plots import curves_png
+    from songkit.core.device import amp_dtype, autocast, place_model, resolve_device, seed_everything
 
     cfg.check()
     dev = resolve_device(device)
@@ -190,18 +198,19 @@ def fit(
     out = Path(out_dir)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+        _clean_stale_temps(out)
 
-    seed_everything(cfg.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
-    model.to(dev)
+    seed_everything(cfg.seed)  # before anything random is built: same initial weights on every rank and run
+    model = build_model if isinstance(build_model, torch.nn.Module) else build_model()
+    dtype = amp_dtype(dev, cfg.amp, model)
+    model = place_model(model, dev, cfg.amp)
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     plateau = None
     if cfg.schedule == "plateau":
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=cfg.monitor_mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience
         )
-    use_amp = cfg.amp and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)  # bf16 needs no scaling
 
     history: list[dict] = []
     start_epoch, step, best, bad_epochs, done = 0, 0, None, 0, False
@@ -225,6 +234,7 @@ def fit(
             best, bad_epochs, done = ts["best"], ts["bad_epochs"], ts.get("done", False)
             history = list(ck.history)
             if is_main:
+                sync_run_files(out, history)  # a kill between last.ckpt and metrics.jsonl left them apart
                 log(f"resuming {out} after epoch {start_epoch} (step {step})")
         elif is_main:
             log(f"no {last_path} to resume from: starting a new run")
@@ -243,6 +253,7 @@ def fit(
 
     per_epoch = steps_in(0)
     total_steps = (per_epoch or 1) * cfg.epochs
+    extra = {**(meta.get("extra") or {}), "run_options": cfg.run_options} if cfg.run_options else meta.get("extra")
 
     def save(path: Path, with_state: bool, epoch: int) -> None:
         ts = None
@@ -258,84 +269,210 @@ def fit(
             }
         save_checkpoint(path, task=meta["task"], model=meta["model"], config=meta["config"],
                         vocab=meta.get("vocab"), state_dict=raw_model.state_dict(), history=history,
-                        extra=meta.get("extra"), train_state=ts)
+                        extra=extra, train_state=ts)
 
     epoch = start_epoch
-    for epoch in range(start_epoch, cfg.epochs):
-        if done:
-            break
-        t0 = time.time()
-        model.train()
-        if hasattr(task, "on_epoch_start"):
-            task.on_epoch_start(epoch)
-        n_steps = steps_in(epoch)
-        loss_sum, item_sum = 0.0, 0
-        with make_progress() as bar:
-            bar_task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_steps, rate="", info="")
-            for i, batch in enumerate(task.batches(epoch, rank, world)):
-                if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
-                    break
-                if plateau is None:
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr_at(step, total_steps, cfg)
-                with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
-                    loss, n_items = task.train_step(model, batch, dev)
-                if not torch.isfinite(loss):
-                    raise UserError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}, step {i + 1}; "
-                                    "try a lower --lr or --clip-grad")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.clip_grad:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                loss_value = float(loss.detach())
-                loss_sum += loss_value * n_items
-                item_sum += n_items
-                rate = f"{item_sum / max(1e-9, time.time() - t0):.0f} items/s"
-                bar.update(bar_task, advance=1, info=f"loss {loss_value:.4f}", rate=rate)
-                if is_main and not show_bars() and n_steps and (i + 1) % max(1, n_steps // 10) == 0:
-                    log(f"  epoch {epoch + 1} step {i + 1}/{n_steps}  loss {loss_value:.4f}  {rate}")  # for log files
-        loss_sum, item_sum = _all_sum([loss_sum, float(item_sum)], dev)
-        model.eval()
-        with torch.no_grad(), torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
-            metrics = task.evaluate(raw_model, dev)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(1.0, item_sum), **metrics,
-               "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)}
-        history.append(row)
-        value = metrics.get(cfg.monitor, row.get(cfg.monitor))
-        improved = _improved(value, best, cfg.monitor_mode)
-        if improved:
-            best, bad_epochs = float(value), 0
-        else:
-            bad_epochs += 1
-        if plateau is not None and value is not None:
-            plateau.step(value)
-        if cfg.patience and bad_epochs >= cfg.patience:
-            done = True
-        if is_main:
-            log("  ".join([f"epoch {epoch + 1}/{cfg.epochs}"] + [
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"
-            ]) + ("  *" if improved else ""))
-            if improved:
-                save(out / "best.ckpt", with_state=False, epoch=epoch)
-            save(last_path, with_state=True, epoch=epoch)
-            _write_metrics(out, history)
-            curves_png(history, out / "curves.png")
+    finished_epoch = start_epoch  # epochs whose last.ckpt is written
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
             if done:
-                log(f"early stop: {cfg.monitor} did not improve for {cfg.patience} epochs (best {best:.4g})")
-        if distributed:
-            import torch.distributed as dist
+                break
+            t0 = time.time()
+            model.train()
+            if hasattr(task, "on_epoch_start"):
+                task.on_epoch_start(epoch)
+            n_steps = steps_in(epoch)
+            loss_sum, item_sum = 0.0, 0
+            with make_progress() as bar:
+                bar_task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n_steps, rate="", info="")
+                for i, batch in enumerate(task.batches(epoch, rank, world)):
+                    if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
+                        break
+                    if plateau is None:
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr_at(step, total_steps, cfg)
+                    with autocast(dev, dtype):
+                        loss, n_items = task.train_step(model, batch, dev)
+                    if not torch.isfinite(loss):
+                        raise UserError(f"training diverged (loss {loss.item()}) at epoch {epoch + 1}, step {i + 1}; "
+                                        "try a lower --lr or --clip-grad")
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.clip_grad:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    step += 1
+                    loss_value = float(loss.detach())
+                    loss_sum += loss_value * n_items
+                    item_sum += n_items
+                    rate = f"{item_sum / max(1e-9, time.time() - t0):.0f} items/s"
+                    bar.update(bar_task, advance=1, info=f"loss {loss_value:.4f}", rate=rate)
+                    if is_main and not show_bars() and n_steps and (i + 1) % max(1, n_steps // 10) == 0:
+                        log(f"  epoch {epoch + 1} step {i + 1}/{n_steps}  loss {loss_value:.4f}  {rate}")  # log files
+            loss_sum, item_sum = _all_sum([loss_sum, float(item_sum)], dev)
+            model.eval()
+            with torch.no_grad(), autocast(dev, dtype):
+                metrics = task.evaluate(raw_model, dev)
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(1.0, item_sum), **metrics,
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)}
+            history.append(row)
+            value = metrics.get(cfg.monitor, row.get(cfg.monitor))
+            improved = _improved(value, best, cfg.monitor_mode)
+            if improved:
+                best, bad_epochs = float(value), 0
+            else:
+                bad_epochs += 1
+            if plateau is not None and value is not None:
+                plateau.step(value)
+            if cfg.patience and bad_epochs >= cfg.patience:
+                done = True
+            if is_main:
+                log("  ".join([f"epoch {epoch + 1}/{cfg.epochs}"] + [
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items() if k != "epoch"
+                ]) + ("  *" if improved else ""))
+                # metrics first, last.ckpt last: a kill in between is repaired by --resume (sync_run_files)
+                sync_run_files(out, history)
+                if improved:
+                    save(out / "best.ckpt", with_state=False, epoch=epoch)
+                save(last_path, with_state=True, epoch=epoch)
+                if done:
+                    log(f"early stop: {cfg.monitor} did not improve for {cfg.patience} epochs (best {best:.4g})")
+            finished_epoch = epoch + 1
+            if distributed:
+                import torch.distributed as dist
 
-            dist.barrier()
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            break
+                dist.barrier()
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+                break
+    except KeyboardInterrupt:
+        held = f"last.ckpt holds epoch {finished_epoch}; --resume continues" if finished_epoch else "nothing saved yet"
+        raise KeyboardInterrupt(f"training interrupted in epoch {epoch + 1} ({out}): {held}") from None
     return history
 
 
-def _write_metrics(out: Path, history: list[dict]) -> None:
+def sync_run_files(out: Path, history: list[dict]) -> None:
+    """Write ``metrics.jsonl`` and ``curves.png`` from ``history`` (the one in last.ckpt)."""
     from songkit.core.io import atomic_write_text
+    from songkit.core.plots import curves_png
 
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+    if history:
+        curves_png(history, out / "curves.png")
+
+
+def _clean_stale_temps(out: Path) -> None:
+    """Remove temp files of killed atomic writes (songkit's own ``.NAME.*.tmp`` naming)."""
+    import contextlib
+
+    for name in RUN_FILES:
+        for tmp in out.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+# ---------------------------------------------------------------- run folders and --resume
+# options that may differ on --resume: where and how the run executes, not what it computes
+RESUME_FREE = ("out", "epochs", "device", "workers", "resume", "force", "explicit")
+
+
+@dataclass
+class TrainRun:
+    """The options every ``songkit train TASK`` shares (plain values; the CLI fills it)."""
+
+    data: list[Path] | None = None
+    out: Path = Path("runs/train")
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    clip_grad: float = 1.0
+    patience: int = 0
+    max_steps_per_epoch: int = 0
+    amp: bool = True
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    workers: int = 0
+    force: bool = False
+    explicit: frozenset = frozenset()  # the options the user typed (the rest are defaults)
+    record: dict = field(default_factory=dict)  # what is saved in the checkpoint for --resume
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        """A core TrainConfig from these options (task overrides such as monitor win)."""
+        cfg = TrainConfig(
+            epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
+            schedule=self.schedule, warmup_steps=self.warmup_steps, clip_grad=self.clip_grad or None,
+            patience=self.patience or None, amp=self.amp, seed=self.seed,
+            max_steps_per_epoch=self.max_steps_per_epoch or None, run_options=self.record,
+        )
+        for key, value in overrides.items():
+            setattr(cfg, key, value)
+        return cfg
+
+    def shared_record(self) -> dict:
+        """The shared options that define what the run computes, as plain values."""
+        rec = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in RESUME_FREE + ("record",)}
+        rec["data"] = [str(p) for p in self.data] if self.data else None
+        return rec
+
+
+def prepare_run_folder(run: TrainRun, options: dict) -> bool:
+    """Check ``run.out`` against --resume/--force before anything is built; returns False when there is
+    nothing to do (a finished run). On --resume the shared and task ``options`` (a dict, updated in place)
+    and ``run`` take the values the run was started with; an option the user typed with another value is
+    refused with one line naming it. Without --resume a folder holding a run is refused (--force: start over).
+    """
+    import contextlib
+
+    from songkit.core.checkpoint import load_checkpoint
+
+    out = Path(run.out)
+    last = out / "last.ckpt"
+    if not run.resume:
+        present = [name for name in RUN_FILES if (out / name).exists()]
+        if present and not run.force:
+            raise UserError(f"{out}: holds a run already ({', '.join(present)}); "
+                            "--resume continues it, --force starts over")
+        for name in present:
+            with contextlib.suppress(OSError):
+                (out / name).unlink()
+    elif last.is_file():
+        ck = load_checkpoint(last)
+        saved = (ck.extra or {}).get("run_options") or {}
+        _merge_saved(run, options, saved, last)
+        ts = ck.train_state or {}
+        epochs_done = int(ts.get("epoch", -1)) + 1
+        sync_run_files(out, list(ck.history))
+        if ts.get("done") or epochs_done >= run.epochs:
+            why = "stopped early" if ts.get("done") else f"epoch {epochs_done} of {run.epochs}"
+            log(f"{out}: this run has finished ({why}); nothing to do (a larger --epochs extends it)")
+            return False
+    run.record = {**run.shared_record(), "options": dict(options)}
+    return True
+
+
+def _merge_saved(run: TrainRun, options: dict, saved: dict, source: Path) -> None:
+    saved_options = dict(saved.get("options") or {})
+    shared = {k: v for k, v in saved.items() if k != "options"}
+    for name, value in shared.items():
+        if not hasattr(run, name) or name in RESUME_FREE:
+            continue
+        current = run.shared_record().get(name) if name == "data" else getattr(run, name)
+        if name in run.explicit and current != value:
+            raise UserError(f"{source}: --resume: --{name.replace('_', '-')} {_show(current)} differs from the "
+                            f"run's {_show(value)}; drop it or start a new run with --force")
+        setattr(run, name, [Path(p) for p in value] if name == "data" and value else value)
+    for name, value in saved_options.items():
+        if name in options and name in run.explicit and options[name] != value:
+            raise UserError(f"{source}: --resume: --{name.replace('_', '-')} {_show(options[name])} differs from "
+                            f"the run's {_show(value)}; drop it or start a new run with --force")
+        options[name] = value
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
