@@ -433,6 +433,8 @@ def prepare_run_folder(run: TrainRun, options: dict) -> bool:
 
     out = Path(run.out)
     last = out / "last.ckpt"
+    if out.is_dir():
+        _clean_stale_temps(out)
     if not run.resume:
         present = [name for name in RUN_FILES if (out / name).exists()]
         if present and not run.force:
