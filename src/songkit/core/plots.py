@@ -78,7 +78,7 @@ def curves_png(history: Sequence[dict], path, x_key: str = "epoch") -> None:
     for row in history:
         x = row.get(x_key)
         for key, value in row.items():
-            if key in (x_key, "lr", "time", "seconds", "step") or not isinstance(value, (int, float)):
+            if key in (x_key, "lr", "time", "seconds", "step", "items_per_s") or not isinstance(value, (int, float)):
                 continue
             target = losses if "loss" in key else metrics
             target.setdefault(key, []).append((float(x), float(value)))

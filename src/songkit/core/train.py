@@ -311,12 +311,14 @@ def fit(
                     bar.update(bar_task, advance=1, info=f"loss {loss_value:.4f}", rate=rate)
                     if is_main and not show_bars() and n_steps and (i + 1) % max(1, n_steps // 10) == 0:
                         log(f"  epoch {epoch + 1} step {i + 1}/{n_steps}  loss {loss_value:.4f}  {rate}")  # log files
+            train_seconds = time.time() - t0
             loss_sum, item_sum = _all_sum([loss_sum, float(item_sum)], dev)
             model.eval()
             with torch.no_grad(), autocast(dev, dtype):
                 metrics = task.evaluate(raw_model, dev)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / max(1.0, item_sum), **metrics,
-                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3)}
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3),
+                   "items_per_s": round(item_sum / max(1e-9, train_seconds), 2)}  # training only, all ranks
             history.append(row)
             value = metrics.get(cfg.monitor, row.get(cfg.monitor))
             improved = _improved(value, best, cfg.monitor_mode)
