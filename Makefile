@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install demo test test-slow bench checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument
+.PHONY: install demo test test-slow bench bench-train checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument
 
 # torch first, pinned: the CPU wheel on disk (an unpinned torch pulls GBs of CUDA packages)
 install:
@@ -20,7 +20,11 @@ test: install
 test-slow: install
 	$(PYTHON) -m pytest -m slow
 
-bench: bench-generate bench-instrument bench-tokenize bench-chords bench-segment
+bench: bench-train bench-generate bench-instrument bench-tokenize bench-chords bench-segment
+
+# every task's training items/s, default path (bf16 where the CPU has it) vs --no-amp, in one run
+bench-train:
+	$(PYTHON) bench/bench_train.py --emulated-bf16
 
 # the references the benchmarks compare against, installed for benchmarks only (never dependencies);
 # torch stays pinned so that nothing pulls a CUDA build
