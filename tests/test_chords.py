@@ -1,6 +1,8 @@
-"""chords: Harte labels, .lab/.csv readers, MIREX metrics, decoding, a model that learns, the CLI."""
+"""chords: .lab/.csv readers, MIREX metrics, decoding, batched inference, a model that learns, the CLI."""
 
 import itertools
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ from typer.testing import CliRunner
 
 from songkit.cli import app
 from songkit.core.errors import UserError
-from songkit.tasks.chords import data, harte, spec, task
+from songkit.tasks.chords import constants as C
+from songkit.tasks.chords import data, evaluate, hmm, infer, labels
 from songkit.tasks.chords.features import normalize_chroma, rotate_chroma
 
 BILLBOARD = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "billboard"
@@ -41,26 +44,10 @@ EST_LAB = """0.0\t1.0\tN
 GOLDEN = {"root": 0.625, "majmin": 0.696629213483146}
 
 
-@pytest.mark.parametrize("label,cls", [
-    ("C:maj7", "C:maj"), ("Bb:7/3", "A#:maj"), ("E:min(9)", "E:min"), ("N", "N"), ("X", None),
-    ("Eb:min7/b7", "D#:min"), ("Cb:maj", "B:maj"), ("F:dim", None), ("A:sus4", None), ("D:maj/2", None),
-    ("C:5", None), ("C:maj(*3)", None), ("G", "G:maj"), ("A:(1,b3,5)", "A:min"), ("B:hdim7", None),
-])
-def test_majmin_reduction_follows_mirex(label, cls):
-    got = harte.majmin_class(label)
-    assert (spec.VOCAB[got] if got >= 0 else None) == cls
-
-
-@pytest.mark.parametrize("bad", ["H:maj", "C:major", "C:maj(", "Cmaj", "", "C(*3)", "C/x"])
-def test_bad_labels_are_refused(bad):
-    with pytest.raises(harte.ChordError):
-        harte.parse(bad)
-
-
 def test_wcsr_matches_mir_eval_golden(tmp_path):
     (tmp_path / "ref.lab").write_text(REF_LAB)
     (tmp_path / "est.lab").write_text(EST_LAB)
-    sc = harte.score_song(harte.read_lab(tmp_path / "ref.lab"), harte.read_lab(tmp_path / "est.lab"))
+    sc = evaluate.score_song(labels.read_lab(tmp_path / "ref.lab"), labels.read_lab(tmp_path / "est.lab"))
     for k, v in GOLDEN.items():
         assert abs(sc[k] - v) < 1e-9
     assert sc["majmin_seconds"] == pytest.approx(12.5 - 0.5 - 1.25 - 0.75 - 1.1)  # X, dim, sus4, maj/2 ignored
@@ -72,18 +59,16 @@ def test_wcsr_matches_mir_eval_on_billboard():
     if not BILLBOARD.is_dir():
         pytest.skip("shared Billboard data absent")
     rng = np.random.default_rng(0)
-    ids = data.billboard_ids(BILLBOARD)[:25]
-    for sid in ids:
-        ref = harte.read_lab(BILLBOARD / data.MIREX_DIR / sid / "majmin.lab")
-        T = int(ref.intervals.max() / spec.FRAME_SECONDS)
-        cls = harte.frame_labels(ref, np.arange(T) * spec.FRAME_SECONDS)
+    for sid in data.billboard_ids(BILLBOARD)[:25]:
+        ref = labels.read_lab(BILLBOARD / data.MIREX_DIR / sid / "majmin.lab", drop_backward=True)
+        T = int(ref.intervals.max() / C.FRAME_SECONDS)
+        cls = labels.frame_labels(ref, np.arange(T) * C.FRAME_SECONDS)
         cls[cls < 0] = 0
         flip = rng.random(T) < 0.3
         cls[flip] = rng.integers(0, 25, flip.sum())
-        est = task.segments_for(cls, T * spec.FRAME_SECONDS * 0.97)
-        mine = harte.score_song(ref, est)
-        # mir_eval.chord.evaluate itself raises on the release's overlapping boundaries (its
-        # segmentation scores need disjoint intervals), so run its documented WCSR pipeline
+        est = labels.frames_to_segments(cls, C.FRAME_SECONDS, T * C.FRAME_SECONDS * 0.97)
+        mine = evaluate.score_song(ref, est)
+        # mir_eval.chord.evaluate raises on the release's overlapping boundaries: run its WCSR pipeline
         ei, el = mir_eval.util.adjust_intervals(est.intervals.copy(), list(est.labels), ref.intervals.min(),
                                                 ref.intervals.max(), "N", "N")
         iv, rl, elm = mir_eval.util.merge_labeled_intervals(ref.intervals, ref.labels, ei, el)
@@ -96,22 +81,38 @@ def test_read_lab_garbage_line_names_file_and_line(tmp_path):
     p = tmp_path / "bad.lab"
     p.write_text("0.0\t1.0\tC:maj\n1.0 2.0\nfoo bar baz\n")
     with pytest.raises(UserError, match=r"bad\.lab:2"):
-        harte.read_lab(p)
+        labels.read_lab(p)
     p.write_text("0.0\t1.0\tC:maj\n1.0\t2.0\tQ:min\n")
     with pytest.raises(UserError, match=r"bad\.lab:2"):
-        harte.read_lab(p)
+        labels.read_lab(p)
 
 
-def test_read_lab_takes_release_quirks(tmp_path):
+def test_backward_segment_is_an_error_except_in_the_billboard_loader(tmp_path):
     p = tmp_path / "q.lab"
     p.write_text("0.0\t1.0000000000003\tN\n1.0\t2.0\tA:min\n2.5\t1.0\tC:maj\n\n")  # overlap, backwards, blank
-    ann = harte.read_lab(p)
+    with pytest.raises(UserError, match=r"q\.lab:3: segment ends before it starts"):
+        labels.read_lab(p)
+    ann = labels.read_lab(p, drop_backward=True)  # the release's own quirk (song 0974)
     assert ann.labels == ["N", "A:min"]
-    assert list(harte.frame_labels(ann, np.array([0.5, 1.0, 1.5, 2.5]))) == [0, 22, 22, spec.IGNORE]
+    assert list(labels.frame_labels(ann, np.array([0.5, 1.0, 1.5, 2.5]))) == [0, 22, 22, C.IGNORE]
+
+
+def test_eval_refuses_backward_segment_and_hostile_label_fast(tmp_path):
+    (tmp_path / "est.lab").write_text(EST_LAB)
+    back = tmp_path / "back.lab"
+    back.write_text("0 5 C:maj\n5 3 G:maj\n")
+    r = runner.invoke(app, ["eval", "chords", "--ref-lab", str(back), "--est-lab", str(tmp_path / "est.lab")])
+    assert r.exit_code == 2 and "back.lab:2" in r.output and "ends before it starts" in r.output
+    hostile = tmp_path / "hostile.lab"
+    hostile.write_text("0 1 C:maj(" + "1," * 14 + "1x\n")  # issue 14: the 45-byte label that hung for minutes
+    t0 = time.perf_counter()
+    r = runner.invoke(app, ["eval", "chords", "--ref-lab", str(hostile), "--est-lab", str(tmp_path / "est.lab")])
+    assert time.perf_counter() - t0 < 1.0
+    assert r.exit_code == 2 and "hostile.lab:1" in r.output
 
 
 def _write_csv(path, chroma, times=None):
-    times = np.arange(len(chroma)) * spec.FRAME_SECONDS if times is None else times
+    times = np.arange(len(chroma)) * C.FRAME_SECONDS if times is None else times
     lines = []
     for i, (t, row) in enumerate(zip(times, chroma)):
         head = '"/tmp/a, b.wav"' if i == 0 else ""
@@ -125,17 +126,35 @@ def test_bothchroma_csv_round_trip_and_wrong_columns(tmp_path):
     _write_csv(tmp_path / "bothchroma.csv", c)
     times, got = data.read_bothchroma(tmp_path / "bothchroma.csv")
     assert got.shape == (50, 24) and np.allclose(got, c, atol=1e-5)
-    assert times[1] == pytest.approx(spec.FRAME_SECONDS)
+    assert times[1] == pytest.approx(C.FRAME_SECONDS)
     bad = tmp_path / "bad.csv"
     bad.write_text('"/a.wav",0.0,' + ",".join(["0.5"] * 12) + "\n")
     with pytest.raises(UserError, match=r"bad\.csv:1.*columns"):
         data.read_bothchroma(bad)
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400", "4e38"])
+def test_bothchroma_non_finite_refused_with_line_number(tmp_path, value):
+    c = np.full((6, 24), 0.5, dtype=np.float32)
+    _write_csv(tmp_path / "x.csv", c)
+    lines = (tmp_path / "x.csv").read_text().splitlines()
+    parts = lines[3].split(",")
+    parts[7] = value
+    lines[3] = ",".join(parts)
+    (tmp_path / "x.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"x\.csv:4: chroma contains NaN, infinite"):
+        data.read_bothchroma(tmp_path / "x.csv")
+    lines[3] = lines[3].replace(value, "abc")
+    (tmp_path / "x.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"x\.csv:4: chroma values are not all numbers"):
+        data.read_bothchroma(tmp_path / "x.csv")
+
+
 def test_segments_are_contiguous_on_the_frame_grid():
     cls = np.array([0, 0, 1, 1, 1, 14, 14, 0])
-    iv, labels = harte.frames_to_segments(cls, 0.1, duration=0.8)
-    assert labels == ["N", "C:maj", "C#:min", "N"]
+    seg = labels.frames_to_segments(cls, 0.1, duration=0.8)
+    assert seg.labels == ["N", "C:maj", "C#:min", "N"]
+    iv = seg.intervals
     assert iv[0, 0] == 0 and iv[-1, 1] == pytest.approx(0.8)
     assert np.allclose(iv[1:, 0], iv[:-1, 1])  # no gaps, no overlaps
     assert np.allclose(iv[1:, 0], [0.15, 0.45, 0.65])  # halfway between frames
@@ -145,20 +164,40 @@ def test_viterbi_removes_blips_and_argmax_without_smoothing():
     lp = np.log(np.full((30, 25), 0.01))
     lp[:, 3] = np.log(0.6)
     lp[10, 3], lp[10, 7] = np.log(0.3), np.log(0.65)  # one-frame blip
-    assert (task.viterbi(lp, 0.9) == 3).all()
-    assert task.viterbi(lp, 0.0)[10] == 7
+    assert (hmm.viterbi(lp, 0.9) == 3).all()
+    assert hmm.viterbi(lp, 0.0)[10] == 7
+    # the full-matrix path with the uniform-switch matrix gives the same answer
+    K = 25
+    mat = np.full((K, K), np.log(0.1 / 24))
+    np.fill_diagonal(mat, np.log(0.9))
+    assert (hmm.viterbi(lp, transitions=mat) == hmm.viterbi(lp, 0.9)).all()
+
+
+def test_learned_transitions_are_key_invariant_and_normalised():
+    rng = np.random.default_rng(0)
+    seq = np.repeat(rng.integers(0, 25, 60), rng.integers(3, 20, 60))
+    seq[5:9] = C.IGNORE
+    a = np.exp(np.array(hmm.learn_transitions([seq])))
+    assert np.allclose(a.sum(1), 1.0)
+    # transposing the training labels gives the same matrix (tied across roots)
+    b = np.exp(np.array(hmm.learn_transitions([C.transpose_class(seq, 5)])))
+    assert np.allclose(a, b)
+    # and every row of one quality is the row of C shifted: C:maj -> E:min equals D:maj -> F#:min
+    assert a[C.class_index(0, False), C.class_index(4, True)] == pytest.approx(a[C.class_index(2, False),
+                                                                                 C.class_index(6, True)])
+    assert np.diag(a)[1:].min() > 0.5  # chords last several frames: staying dominates
 
 
 def test_transposition_moves_chroma_and_labels_together():
     c = np.zeros((1, 24), dtype=np.float32)
     for a_bin in (3, 7, 10):  # C E G from A
         c[0, 12 + a_bin] = 1
-    c_maj = spec.class_index(0, False)
+    c_maj = C.class_index(0, False)
     shifted = rotate_chroma(c, 2)
-    d_maj = spec.transpose_class(c_maj, 2)
-    assert spec.VOCAB[d_maj] == "D:maj"
-    assert np.argmax(task.template_log_probs(shifted)[0]) == d_maj
-    assert spec.transpose_class(0, 5) == 0
+    d_maj = C.transpose_class(c_maj, 2)
+    assert C.VOCAB[d_maj] == "D:maj"
+    assert np.argmax(evaluate.template_log_probs(shifted)[0]) == d_maj
+    assert C.transpose_class(0, 5) == 0
     assert normalize_chroma(np.array([[2.0] * 12 + [4.0] * 12]))[0].max() == 1.0
 
 
@@ -167,124 +206,228 @@ def _synthetic_songs(n_songs, frames=400, seed=0):
     rng = np.random.default_rng(seed)
     songs = []
     for i in range(n_songs):
-        labels = np.repeat(rng.integers(0, 25, frames // 20), 20)
-        chroma = rng.random((len(labels), 24)).astype(np.float32) * 0.4
-        for t, k in enumerate(labels):
+        y = np.repeat(rng.integers(0, 25, frames // 20), 20)
+        chroma = rng.random((len(y), 24)).astype(np.float32) * 0.4
+        for t, k in enumerate(y):
             if k == 0:
                 chroma[t] *= 0.05
                 continue
-            root = (spec.class_root(k) - spec.A_OFFSET) % 12
+            root = (C.class_root(k) - C.A_OFFSET) % 12
             for iv in (0, 3 if k > 12 else 4, 7):
                 chroma[t, 12 + (root + iv) % 12] += 1.0
             chroma[t, root] += 1.0
-        times = np.arange(len(labels)) * spec.FRAME_SECONDS
-        iv, labs = harte.frames_to_segments(labels, spec.FRAME_SECONDS)
-        songs.append(data.Song(f"s{i}", chroma, labels.astype(np.int64), harte.Annotation(iv, labs),
-                               len(labels) * spec.FRAME_SECONDS))
-        assert (harte.frame_labels(songs[-1].ref, times) == labels).all()
+        times = np.arange(len(y)) * C.FRAME_SECONDS
+        ref = labels.frames_to_segments(y, C.FRAME_SECONDS)
+        songs.append(data.Song(f"s{i}", chroma, y.astype(np.int64), ref, len(y) * C.FRAME_SECONDS))
+        assert (labels.frame_labels(ref, times) == y).all()
     return songs
 
 
 def test_training_windows_are_transposed_song_slices():
     songs = _synthetic_songs(3, frames=300)
-    t = task.ChordTrainTask(songs, songs[:1], task.DataConfig(seq_len=64, batch_size=4))
-    song_of, starts, shifts = t._windows(0)
-    assert len(set(shifts.tolist())) > 3  # transposition is on
-    n = 0
-    for b, (x, y) in enumerate(t.batches(0)):
-        for k in range(4):
-            j = b * 4 + k
-            i, s, sh = song_of[j], starts[j], int(shifts[j])
-            xi = task.to_input(songs[i].chroma)[s:s + 64]
-            yi = torch.as_tensor(songs[i].labels)[s:s + 64]
-            assert torch.allclose(x[k, :len(xi)], rotate_chroma(xi, sh))
-            assert (y[k, :len(yi)] == spec.transpose_class(yi, sh)).all()
-            assert (y[k, len(yi):] == spec.IGNORE).all() and (x[k, len(xi):] == 0).all()
-            n += 1
-    assert n == t.num_batches(0) * 4 > 0
-    assert [w.tolist() for w in t._windows(0)] == [w.tolist() for w in t._windows(0)]  # deterministic
+    ds = data.ChromaWindows(songs, seq_len=64, seed=0)
+    ds.set_epoch(1)
+    shifts = [ds.shift(i) for i in range(len(ds))]
+    assert len(set(shifts)) > 3  # transposition is on
+    assert len(ds) >= sum(300 // 64 for _ in songs)
+    for j in range(len(ds)):
+        x, y = ds[j]
+        i, s, n = int(ds.window_song[j]), int(ds.window_start[j]), int(ds.window_length[j])
+        xi = torch.as_tensor(normalize_chroma(songs[i].chroma))[s:s + n]
+        yi = torch.as_tensor(songs[i].labels)[s:s + n]
+        assert torch.allclose(x[:len(xi)], rotate_chroma(xi, shifts[j]))
+        assert (y[:len(yi)] == C.transpose_class(yi, shifts[j])).all()
+        assert (y[len(yi):] == C.IGNORE).all() and (x[len(xi):] == 0).all()
+    # every frame once per epoch, whatever the offset
+    seen = np.zeros(900, dtype=int)
+    for i, s, n in zip(ds.window_song, ds.window_start, ds.window_length):
+        seen[300 * i + s:300 * i + s + n] += 1
+    assert (seen == 1).all()
+    again = data.ChromaWindows(songs, seq_len=64, seed=0)
+    again.set_epoch(1)
+    assert (again.window_start == ds.window_start).all() and [again.shift(i) for i in range(len(ds))] == shifts
+
+
+def test_window_layout_tiles_the_song():
+    for T in (1, 100, 1024, 1025, 3000, 5171):
+        lay = infer.window_starts(T, 1024, 128)
+        assert lay[0][1] == 0 and lay[-1][2] == T
+        assert all(a[2] == b[1] for a, b in itertools.pairwise(lay))
+        for s, lo, hi in lay:
+            assert 0 <= s <= lo < hi <= s + min(T, 1024)
+            assert lo - s >= 128 or lo == 0  # context before every kept frame
+            assert s + min(T, 1024) - hi >= 128 or hi == T  # and after
+
+
+def test_windowed_inference_matches_whole_songs():
+    from songkit.tasks.chords.model import MODELS, make_config
+
+    torch.manual_seed(0)
+    songs = _synthetic_songs(3, frames=1500, seed=2)
+    chromas = [s.chroma for s in songs] + [songs[0].chroma[:90]]
+    frame = MODELS["frame"][1](make_config("frame")).eval()  # no context: windows change nothing
+    whole = infer.song_log_probs(frame, chromas, window=0)
+    windowed = infer.song_log_probs(frame, chromas, window=256, overlap=32, batch_size=3)
+    for a, b in zip(whole, windowed):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
+    cfg = make_config("cnn_blstm", channels=16, rnn_hidden=16)
+    model = MODELS["cnn_blstm"][1](cfg).eval()
+    whole = infer.predict_classes(model, cfg, chromas, window=0)
+    windowed = infer.predict_classes(model, cfg, chromas, window=512, overlap=64)
+    agree = np.mean(np.concatenate([a == b for a, b in zip(whole, windowed)]))
+    assert agree > 0.99
+
+
+def _fit(tmp_path, songs, valid, seed=0, epochs=8):
+    from songkit.core.train import TrainConfig, fit
+    from songkit.tasks.chords.model import MODELS, make_config
+    from songkit.tasks.chords.train import ChordTrainTask
+
+    cfg = make_config("blstm", hidden=32, dropout=0.0)
+    task = ChordTrainTask(songs, valid, seq_len=64, batch_size=8, seed=seed)
+    hist = fit(lambda: MODELS["blstm"][1](cfg), task,
+               TrainConfig(epochs=epochs, lr=1e-2, schedule="none", monitor="val_acc", monitor_mode="max", seed=seed),
+               tmp_path, {"task": "chords", "model": "blstm", "config": cfg, "vocab": C.VOCAB}, device="cpu")
+    return hist, cfg
 
 
 def test_blstm_learns_synthetic_chords(tmp_path):
-    from songkit.core.train import TrainConfig, fit
-    from songkit.tasks.chords.model import build
+    from songkit.tasks.chords.infer import load, predict_classes
 
-    torch.manual_seed(0)
     train, valid = _synthetic_songs(6), _synthetic_songs(2, seed=1)
-    cfg, model = build("blstm", {"hidden": 32, "dropout": 0.0})
-    t = task.ChordTrainTask(train, valid, task.DataConfig(seq_len=64, batch_size=8))
-    hist = fit(model, t, TrainConfig(epochs=10, lr=1e-2, schedule="none", monitor="val_acc", monitor_mode="max"),
-               tmp_path, {"task": "chords", "model": "blstm", "config": cfg, "vocab": spec.VOCAB}, device="cpu")
+    hist, _ = _fit(tmp_path, train, valid)
     assert hist[-1]["val_acc"] > 0.9 > hist[0]["val_acc"]
-    res = task.score_songs(valid, lambda s: task.predict_classes(model, s.chroma))
+    model, _ = load(tmp_path / "best.ckpt")
+    res = evaluate.score_songs(valid, lambda ss: predict_classes(model, model.cfg, [s.chroma for s in ss]))
     assert res["majmin_wcsr"] > 0.9
+
+
+def test_same_seed_same_weights_in_process(tmp_path):
+    from songkit.core.checkpoint import load_checkpoint
+
+    train, valid = _synthetic_songs(3), _synthetic_songs(1, seed=1)
+    _fit(tmp_path / "a", train, valid, seed=3, epochs=1)
+    torch.manual_seed(123)  # whatever happened before, fit seeds before building the model
+    np.random.seed(7)
+    _fit(tmp_path / "b", train, valid, seed=3, epochs=1)
+    a, b = (load_checkpoint(tmp_path / d / "last.ckpt").state_dict for d in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    _fit(tmp_path / "c", train, valid, seed=4, epochs=1)
+    c = load_checkpoint(tmp_path / "c" / "last.ckpt").state_dict
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
 def billboard_like(tmp_path_factory):
     """A tiny release in the real layout: chordino CSVs beside MIREX labs."""
     root = tmp_path_factory.mktemp("bb")
-    for s in _synthetic_songs(12, frames=300, seed=3):
+    for s in _synthetic_songs(17, frames=300, seed=3):  # 0017 is in the valid split
         sid = f"{int(s.name[1:]) + 1:04d}"
         _write_csv(root / data.CHORDINO_DIR / sid / "bothchroma.csv", s.chroma)
         lab = root / data.MIREX_DIR / sid / "majmin.lab"
         lab.parent.mkdir(parents=True)
-        lab.write_text(harte.format_lab(s.ref.intervals, s.ref.labels) + "\n")
+        lab.write_text(labels.format_lab(s.ref.intervals, s.ref.labels) + "\n")
     return root
 
 
-def test_cli_train_run_eval_end_to_end(billboard_like, tmp_path, monkeypatch):
-    monkeypatch.setenv("SONGKIT_HOME", str(tmp_path / "home"))
-    run = tmp_path / "run"
-    r = runner.invoke(app, ["-q", "train", "chords", "--data", str(billboard_like), "--model", "crnn2",
-                            "--epochs", "1", "--out", str(run), "--device", "cpu"])
+@pytest.fixture(scope="module")
+def tiny_run(billboard_like, tmp_path_factory):
+    """A tiny blstm trained through the CLI: a checkpoint the normal loader reads."""
+    run = tmp_path_factory.mktemp("run")
+    r = runner.invoke(app, ["-q", "train", "chords", "--data", str(billboard_like), "--model", "blstm",
+                            "--hidden-size", "8", "--epochs", "1", "--out", str(run), "--device", "cpu",
+                            "--workers", "0", "--learn-transitions"])
     assert r.exit_code == 0, r.output
-    ck = run / "best.ckpt"
+    return run
+
+
+def test_cli_train_saves_signal_chain_and_transitions(tiny_run):
+    from songkit.core.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(tiny_run / "best.ckpt")
+    assert ck.model == "blstm" and ck.config["hidden"] == 8
+    assert (ck.config["n_fft"], ck.config["hop_length"], ck.config["sample_rate"]) == (C.N_FFT, C.HOP_LENGTH,
+                                                                                       C.SAMPLE_RATE)
+    assert np.allclose(np.exp(np.array(ck.config["transitions"])).sum(1), 1.0)
+
+
+def test_cli_run_and_eval(billboard_like, tiny_run, tmp_path):
     csv = billboard_like / data.CHORDINO_DIR / "0001" / "bothchroma.csv"
-    r = runner.invoke(app, ["-q", "chords", str(csv), "--checkpoint", str(ck)])
+    r = runner.invoke(app, ["-q", "chords", str(csv), "-c", str(tiny_run)])
     assert r.exit_code == 0, r.output
-    lines = [ln.split("\t") for ln in r.stdout.strip().splitlines()]
+    printed = r.stdout
+    lines = [ln.split("\t") for ln in printed.strip().splitlines()]
     assert float(lines[0][0]) == 0.0 and all(float(a[1]) == float(b[0]) for a, b in itertools.pairwise(lines))
-    assert all(lab in spec.VOCAB for *_, lab in lines)
+    assert all(lab in C.VOCAB for *_, lab in lines)
+    # one input and -o FILE: that file (not a folder of that name)
+    one = tmp_path / "song.lab"
+    r = runner.invoke(app, ["-q", "chords", str(csv), "-c", str(tiny_run), "-o", str(one)])
+    assert r.exit_code == 0, r.output
+    assert one.is_file() and one.read_text() == printed
+    before = one.read_bytes()
+    r = runner.invoke(app, ["-q", "chords", str(csv), "-c", str(tiny_run), "-o", str(one)])
+    assert r.exit_code == 2 and "--force" in r.output and one.read_bytes() == before
+    # several inputs: a folder, one .lab each
     out = tmp_path / "labs"
     wav = tmp_path / "tone.wav"
-    t = np.arange(spec.SAMPLE_RATE * 2) / spec.SAMPLE_RATE
+    t = np.arange(C.SAMPLE_RATE * 2) / C.SAMPLE_RATE
     sf.write(wav, 0.3 * np.sin(2 * np.pi * 220 * t), 44100 // 2)
-    r = runner.invoke(app, ["-q", "chords", str(csv), str(wav), "--checkpoint", str(ck), "--out", str(out)])
+    r = runner.invoke(app, ["-q", "chords", str(csv), str(wav), "-c", str(tiny_run), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["0001.lab", "tone.lab"]
-    assert harte.read_lab(out / "tone.lab").intervals.max() == pytest.approx(2.0)
+    assert labels.read_lab(out / "tone.lab").intervals.max() == pytest.approx(2.0)
+    # stdin
+    r = runner.invoke(app, ["-q", "chords", "-", "-c", str(tiny_run)], input=wav.read_bytes())
+    assert r.exit_code == 0, r.output
+    assert r.stdout == (out / "tone.lab").read_text()
+    # never over an input
+    r = runner.invoke(app, ["-q", "chords", str(wav), "-c", str(tiny_run), "-o", str(wav), "--force"])
+    assert r.exit_code == 2 and "is one of the inputs" in r.output and sf.info(wav).frames == len(t)
     png = tmp_path / "cm.png"
-    r = runner.invoke(app, ["-q", "eval", "chords", "--checkpoint", str(ck), "--data", str(billboard_like),
+    r = runner.invoke(app, ["-q", "eval", "chords", "-c", str(tiny_run), "--data", str(billboard_like),
                             "--split", "all", "--json", "--confusion", str(png)])
     assert r.exit_code == 0, r.output
-    import json
-
     res = json.loads(r.stdout)
-    assert res["songs"] == 12 and 0 <= res["majmin_wcsr"] <= 1 and png.stat().st_size > 0
+    assert res["songs"] == 17 and 0 <= res["majmin_wcsr"] <= 1 and png.stat().st_size > 0
+    valid = sorted(n for n in (f"{i:04d}" for i in range(1, 18)) if data.split_of(n) == "valid")
+    r = runner.invoke(app, ["-q", "eval", "chords", "-c", str(tiny_run), "--data", str(billboard_like),
+                            "--split", "valid", "--json"])
+    assert r.exit_code == 0, r.output
+    assert sorted(s["name"] for s in json.loads(r.stdout)["per_song"]) == valid
 
 
-def test_cli_eval_two_lab_files(tmp_path):
-    (tmp_path / "ref.lab").write_text(REF_LAB)
-    (tmp_path / "est.lab").write_text(EST_LAB)
-    r = runner.invoke(app, ["eval", "chords", "--ref-lab", str(tmp_path / "ref.lab"), "--est-lab",
-                            str(tmp_path / "est.lab")])
-    assert r.exit_code == 0
-    assert r.stdout.split() == ["root", "0.625000", "majmin", "0.696629"]
+def test_cli_option_spellings():
+    r = runner.invoke(app, ["train", "chords", "--hidden", "8"])
+    assert r.exit_code == 2 and "--hidden" in r.output
+    r = runner.invoke(app, ["data", "chords", "--out", "x", "--num", "3"])
+    assert r.exit_code == 2 and "--num" in r.output
+    r = runner.invoke(app, ["eval", "chords", "--split", "val"])
+    assert r.exit_code == 2 and "--split val" in r.output
+    r = runner.invoke(app, ["train", "chords", "--model", "nope"])
+    assert r.exit_code == 2 and "--model nope: expected one of" in r.output
+    help_text = " ".join(runner.invoke(app, ["eval", "chords", "--help"]).output.split())
+    assert "Without --data: the embedded Bach chorales" in help_text and "3 minutes" in help_text
+    assert "--hidden-size" in runner.invoke(app, ["train", "chords", "--help"]).output
+    assert "cnn_blstm" in runner.invoke(app, ["train", "chords", "--help"]).output
 
 
-def _songkit(*args):
-    """The installed CLI in a subprocess: the real exit code and stderr."""
-    import subprocess
-    import sys
+def test_cli_same_seed_same_last_checkpoint(billboard_like, tmp_path):
+    from songkit.core.checkpoint import load_checkpoint
 
-    return subprocess.run([sys.executable, "-m", "songkit", *map(str, args)], capture_output=True, text=True, check=False)
+    for d in ("a", "b"):
+        r = runner.invoke(app, ["-q", "train", "chords", "--data", str(billboard_like), "--epochs", "1",
+                                "--max-steps-per-epoch", "2", "--batch-size", "4", "--seed", "3", "--device", "cpu",
+                                "--out", str(tmp_path / d)])
+        assert r.exit_code == 0, r.output
+    a, b = (load_checkpoint(tmp_path / d / "last.ckpt") for d in "ab")
+    assert a.model == C.DEFAULT_MODEL
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
 
 
-def test_cli_bad_inputs_exit_2_naming_the_file(tmp_path):
+def test_cli_bad_inputs_exit_2_naming_the_file(tmp_path, cli):
     garbage = tmp_path / "garbage.lab"
     garbage.write_text("0 1 C:maj\nthis is not a chord line at all\n")
-    r = _songkit("eval", "chords", "--ref-lab", garbage, "--est-lab", garbage)
+    r = cli("eval", "chords", "--ref-lab", garbage, "--est-lab", garbage)
     assert r.returncode == 2 and "garbage.lab:2" in r.stderr and not r.stdout
     cols = tmp_path / "cols.csv"
     cols.write_text(",0.0,1,2,3\n")
@@ -293,10 +436,11 @@ def test_cli_bad_inputs_exit_2_naming_the_file(tmp_path):
     trunc = tmp_path / "trunc.wav"
     sf.write(trunc, np.zeros(22050, dtype=np.float32), 22050)
     trunc.write_bytes(trunc.read_bytes()[:2000])
-    for p in (cols, empty, trunc):
-        r = _songkit("chords", p)
-        assert r.returncode == 2 and p.name in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1 and not r.stdout
+    r = cli("chords", cols, empty, trunc, "--out", tmp_path / "labs")
+    assert r.returncode == 2 and cols.name in r.stderr, r.stderr
+    for p in (empty, trunc):
+        r = runner.invoke(app, ["chords", str(p)])
+        assert r.exit_code == 2 and p.name in r.output, r.output
 
 
 def test_bach_chorale_renders_with_labels():
@@ -305,10 +449,9 @@ def test_bach_chorale_renders_with_labels():
     r = bach.render(bach.chorale_paths(1)[0])
     assert r is not None
     audio, segs = r
-    assert audio.dtype == np.float32 and np.abs(audio).max() <= 1.0 and len(audio) > spec.SAMPLE_RATE * 10
-    labels = [lab for *_, lab in segs]
-    scored = [lab for lab in labels if harte.majmin_class(lab) > 0]
-    assert len(scored) > 0.6 * len(labels)
+    assert audio.dtype == np.float32 and np.abs(audio).max() <= 1.0 and len(audio) > C.SAMPLE_RATE * 10
+    scored = [lab for *_, lab in segs if labels.majmin_class(lab) > 0]
+    assert len(scored) > 0.6 * len(segs)
     assert bach.chord_label({0, 4, 7, 10}, 0) == "C:maj" and bach.chord_label({9, 0, 4}, 9) == "A:min"
     assert bach.chord_label({11, 2, 5}, 11) == "X"
 
@@ -324,11 +467,11 @@ def test_shipped_default_checkpoint_runs_on_audio(tmp_path):
 
     audio, segs = bach.render(bach.chorale_paths(1)[0])
     wav = tmp_path / "chorale.wav"
-    sf.write(wav, audio[: spec.SAMPLE_RATE * 20], spec.SAMPLE_RATE)
+    sf.write(wav, audio[: C.SAMPLE_RATE * 20], C.SAMPLE_RATE)
     r = runner.invoke(app, ["-q", "chords", str(wav)])
     assert r.exit_code == 0, r.output
-    est = harte.read_lab(tmp_path / "x.lab", text=r.stdout)
+    est = labels.read_lab(tmp_path / "x.lab", text=r.stdout)
     assert est.intervals[0, 0] == 0 and est.intervals[-1, 1] == pytest.approx(20.0)
-    ref = harte.Annotation(np.array([(s, min(e, 20.0)) for s, e, _ in segs if s < 20.0]),
-                           [lab for s, _, lab in segs if s < 20.0])
-    assert harte.score_song(ref, est)["majmin"] > 0.4  # the synth chorales are in the default's training data
+    ref = labels.Annotation(np.array([(s, min(e, 20.0)) for s, e, _ in segs if s < 20.0]),
+                            [lab for s, _, lab in segs if s < 20.0])
+    assert evaluate.score_song(ref, est)["majmin"] > 0.4  # the synth chorales are in the default's training data

@@ -3,179 +3,259 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from songkit.cli.options import Checkpoint, Device, Json, TrainRun, train_options
+from songkit.cli.options import (
+    Checkpoint,
+    Device,
+    Json,
+    TrainRun,
+    start_training,
+    train_options,
+)
+from songkit.tasks.chords.constants import DEFAULT_MODEL, MODEL_NAMES, TrainOptions
 
-MODEL_NAMES = "frame | blstm | crnn1 | crnn2 | cnn_blstm"
-SelfProb = Annotated[float, typer.Option(
-    "--self-prob", min=0.0, max=0.999, help="HMM smoothing: chance of staying on a chord per frame (0: frame-wise argmax).")]
+SelfProb = Annotated[float | None, typer.Option(
+    "--self-prob", min=0.0, max=0.999, metavar="P",
+    help="HMM smoothing: chance of staying on a chord per frame (0: frame-wise argmax; default: the checkpoint's).")]
+Split = Annotated[str, typer.Option("--split", metavar="SPLIT",
+                                    help="train | valid | test | all (song-level split by id).")]
+Folds = Annotated[int, typer.Option("--folds", min=0, metavar="K",
+                                    help="Cross-validation: K song-level folds (0: the fixed 70/10/20 split).")]
+Fold = Annotated[int, typer.Option("--fold", min=0, metavar="I", help="With --folds: the fold held out as test.")]
+Limit = Annotated[int, typer.Option("--limit", min=0, metavar="N", help="Use only the first N songs (0: all).")]
 
 
 def chords(
-    inputs: Annotated[list[Path], typer.Argument(help="Audio files (WAV/FLAC/OGG, any rate) or Chordino bothchroma.csv files.")],
+    inputs: Annotated[list[Path], typer.Argument(
+        metavar="INPUT...", help="Audio files (WAV/FLAC/OGG, any rate), Chordino bothchroma.csv files, or - (stdin).")],
     checkpoint: Checkpoint = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for one .lab per input ('-' or unset with one input: stdout).")] = None,
-    self_prob: SelfProb = 0.9,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", metavar="PATH",
+        help="One input: the .lab file to write ('-' or unset: stdout). Several inputs: a folder.")] = None,
+    self_prob: SelfProb = None,
+    window: Annotated[int, typer.Option(
+        "--window", min=0, metavar="FRAMES",
+        help="Frames per batched window (0: each song whole at batch 1, the slow reference).")] = 1024,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     json_out: Json = False,
     device: Device = "auto",
 ) -> None:
-    """Recognise chords: writes a .lab (start, end, majmin label) per input."""
+    """Recognise chords: a .lab (start, end, majmin label) per input."""
     import json
 
     from songkit.core.device import resolve_device
     from songkit.core.errors import UserError
     from songkit.core.io import atomic_write_text, open_output
-    from songkit.core.progress import track
-    from songkit.tasks.chords import harte
-    from songkit.tasks.chords.task import (
-        input_chroma,
-        load_model,
-        predict_classes,
-        segments_for,
-    )
+    from songkit.tasks.chords.infer import recognise
+    from songkit.tasks.chords.labels import format_lab
 
-    for p in inputs:  # check every input before the model loads
-        if not p.exists():
-            raise UserError(f"{p}: no such file")
-    to_stdout = out is None or str(out) == "-"
-    if to_stdout and len(inputs) > 1:
-        raise UserError("several inputs need --out DIR (one .lab per input)")
-    dev = resolve_device(device)
-    # every input is read before the model loads: a bad file fails fast, naming itself
-    feats = [input_chroma(p, dev) for p in track(inputs, total=len(inputs), description="features")]
-    model, _ = load_model(checkpoint, dev)
-    for p, (chroma, duration) in zip(inputs, feats):
-        seg = segments_for(predict_classes(model, chroma, dev, self_prob), duration)
+    with _inputs(inputs) as paths:
+        targets = _outputs(inputs, out, "json" if json_out else "lab", force)
+        for p in paths:  # every input checked before the model loads
+            if not p.is_file():
+                raise UserError(f"{p}: no such file")
+        results = recognise(paths, checkpoint, resolve_device(device), self_prob, window=window)
+    for p, target, seg in zip(inputs, targets, results):
         if json_out:
             text = json.dumps({"input": str(p), "segments": [
                 {"start": float(s), "end": float(e), "label": lab} for (s, e), lab in zip(seg.intervals, seg.labels)]}) + "\n"
         else:
-            text = harte.format_lab(seg.intervals, seg.labels)
-        if to_stdout:
+            text = format_lab(seg.intervals, seg.labels)
+        if target == "-":
             with open_output("-") as f:
                 f.write(text)
         else:
-            name = p.parent.name if p.name == "bothchroma.csv" else p.stem  # Billboard: NNNN/bothchroma.csv
-            atomic_write_text(out / f"{name}.{'json' if json_out else 'lab'}", text)
+            atomic_write_text(target, text)
+
+
+def _stem(p: Path) -> str:
+    return p.parent.name if p.name == "bothchroma.csv" else p.stem  # Billboard: NNNN/bothchroma.csv
+
+
+def _outputs(inputs: list[Path], out: Path | None, suffix: str, force: bool) -> list:
+    """Where each input's result goes: stdout, the one file ``-o`` names, or ``-o DIR/<stem>.<suffix>``.
+
+    Never over an input; over an existing file only with ``--force`` (one line naming it, exit 2).
+    """
+    from songkit.core.errors import UserError
+
+    if out is None or str(out) == "-":
+        if len(inputs) > 1:
+            raise UserError("several inputs need --out DIR (one .lab per input)")
+        return ["-"]
+    if len(inputs) > 1 or out.is_dir() or str(out).endswith(("/", "\\")):
+        targets = [out / f"{_stem(p)}.{suffix}" for p in inputs]
+        if len({t.name for t in targets}) < len(targets):
+            raise UserError(f"{out}: two inputs would write the same file name")
+    else:
+        targets = [out]
+    own = {p.resolve() for p in inputs if str(p) != "-"}
+    for t in targets:
+        if t.resolve() in own:
+            raise UserError(f"{t}: is one of the inputs; refusing to write over it")
+        if t.exists() and not force:
+            raise UserError(f"{t}: exists; --force overwrites it")
+    return targets
+
+
+class _inputs:
+    """Input paths with ``-`` replaced by a temporary copy of stdin (removed on exit)."""
+
+    def __init__(self, inputs: list[Path]):
+        self.inputs, self.tmp = inputs, None
+
+    def __enter__(self) -> list[Path]:
+        import sys
+        import tempfile
+
+        from songkit.core.errors import UserError
+
+        if sum(str(p) == "-" for p in self.inputs) > 1:
+            raise UserError("-: stdin can be read once")
+        if not any(str(p) == "-" for p in self.inputs):
+            return list(self.inputs)
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise UserError("-: stdin is empty")
+        suffix = ".csv" if data[:1] in (b'"', b",") else ".audio"  # chroma CSV text or an audio file
+        fd, name = tempfile.mkstemp(prefix="songkit-stdin-", suffix=suffix)
+        with open(fd, "wb") as f:
+            f.write(data)
+        self.tmp = Path(name)
+        return [self.tmp if str(p) == "-" else p for p in self.inputs]
+
+    def __exit__(self, *exc) -> None:
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
 
 
 @train_options(epochs=30, batch_size=32, lr=1e-3, out=Path("runs/chords"), patience=6)
 def train_chords(
     run: TrainRun,
-    model: Annotated[str, typer.Option("--model", "-m", help="frame | blstm | crnn1 | crnn2 | cnn_blstm")] = "blstm",
-    seq_len: Annotated[int, typer.Option("--seq-len", min=1, help="Frames per training sequence (the seed: 1 or 128).")] = 128,
-    hidden: Annotated[int, typer.Option("--hidden", min=0, help="LSTM units of frame/blstm (0: the model's default).")] = 0,
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help=" | ".join(MODEL_NAMES))] = DEFAULT_MODEL,
+    seq_len: Annotated[int, typer.Option("--seq-len", min=1, metavar="FRAMES",
+                                         help="Frames per training window (the seed: 1 or 128).")] = 128,
+    hidden_size: Annotated[int, typer.Option("--hidden-size", min=0, metavar="N",
+                                             help="LSTM units per direction (0: the model's default).")] = 0,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment",
+                                          help="Transpose every window by a random -5..+6 semitones.")] = True,
+    learn_transitions: Annotated[bool, typer.Option(
+        "--learn-transitions/--no-learn-transitions",
+        help="HMM transitions counted from the training labels (key-invariant) instead of one --self-prob.")] = False,
+    limit: Limit = 0,
+    folds: Folds = 0,
+    fold: Fold = 0,
 ) -> None:
-    """Train a chord model on Billboard chroma or audio+.lab (default: the embedded Bach chorales)."""
-    from songkit.core.errors import UserError
-    from songkit.tasks.chords.data import load, split_of
-    from songkit.tasks.chords.model import MODELS
-
-    if model not in MODELS:
-        raise UserError(f"unknown chords model {model!r}: expected one of {MODEL_NAMES}")
-    roots = list(run.data or [])
-    if not roots:
-        from songkit.tasks.chords.bach import ensure_embedded
-
-        roots = [ensure_embedded()]
-    # several --data folders train one model on all of them (e.g. Billboard chroma + audio with labs)
-    songs = [s for r in roots for s in load(r, ("train", "valid"))]
-    name = " + ".join(str(r) for r in run.data) if run.data else "embedded-bach-chorales"
-    train = [s for s in songs if split_of(s.name) == "train"]
-    valid = [s for s in songs if split_of(s.name) == "valid"]
-    if not train:
-        train, valid = songs, songs[:1]
-    from songkit.tasks.chords.task import train as train_fn
-
-    train_fn(run, model, seq_len, train, valid, name, hidden or None)
+    """Train a chord model on Billboard chroma and/or audio+.lab folders (default: the embedded Bach chorales)."""
+    start_training("chords", run, TrainOptions(model=model, seq_len=seq_len, hidden_size=hidden_size, augment=augment,
+                                               learn_transitions=learn_transitions, limit=limit, folds=folds, fold=fold))
 
 
 def eval_chords(
     checkpoint: Checkpoint = None,
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Billboard release folder or audio+.lab folder.")] = None,
-    split: Annotated[str, typer.Option("--split", help="test | valid | train | all (song-level split by id).")] = "test",
-    ref_lab: Annotated[Optional[Path], typer.Option("--ref-lab", help="Score this reference .lab against --est-lab (no model).")] = None,
-    est_lab: Annotated[Optional[Path], typer.Option("--est-lab", help="Estimated .lab to score against --ref-lab.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", "-d", metavar="PATH", help="Billboard release folder or audio+.lab folder.")] = None,
+    split: Split = "test",
+    ref_lab: Annotated[Path | None, typer.Option(
+        "--ref-lab", metavar="LAB", help="Score this reference .lab against --est-lab (no model).")] = None,
+    est_lab: Annotated[Path | None, typer.Option("--est-lab", metavar="LAB", help="Estimated .lab to score.")] = None,
     template: Annotated[bool, typer.Option("--template", help="Score the chroma-template baseline instead of a model.")] = False,
-    self_prob: SelfProb = 0.9,
-    confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Write the confusion matrix PNG here.")] = None,
+    self_prob: SelfProb = None,
+    confusion: Annotated[Path | None, typer.Option("--confusion", metavar="PNG",
+                                                      help="Write the confusion matrix picture here.")] = None,
+    folds: Folds = 0,
+    fold: Fold = 0,
+    limit: Limit = 0,
     json_out: Json = False,
     device: Device = "auto",
 ) -> None:
-    """Root and majmin WCSR (MIREX, duration-weighted) per song and over the set, frame accuracy."""
-    import json
-
+    """MIREX root and majmin WCSR (duration-weighted, as mir_eval computes them) per song and over the set,
+    and frame accuracy. Without --data: the embedded Bach chorales (60 rendered to audio, test split), built
+    once into $SONGKIT_HOME the first time (about 3 minutes on one core), then read from there."""
     from songkit.core.errors import UserError
-    from songkit.tasks.chords import harte
 
+    print_json, print_table = _printers()
     if ref_lab or est_lab:
+        from songkit.tasks.chords.evaluate import score_song
+        from songkit.tasks.chords.labels import read_lab
+
         if not (ref_lab and est_lab):
             raise UserError("--ref-lab and --est-lab go together")
-        sc = harte.score_song(harte.read_lab(ref_lab), harte.read_lab(est_lab))
+        sc = score_song(read_lab(ref_lab), read_lab(est_lab))
         if json_out:
-            print(json.dumps({"ref": str(ref_lab), "est": str(est_lab), **sc}))
+            print_json({"ref": str(ref_lab), "est": str(est_lab), **sc})
         else:
-            print(f"root\t{sc['root']:.6f}\nmajmin\t{sc['majmin']:.6f}")
+            print_table("chords: two .lab files", ["metric", "score"],
+                        [["root", f"{sc['root']:.6f}"], ["majmin", f"{sc['majmin']:.6f}"]])
         return
-    if split not in ("test", "valid", "train", "all"):
-        raise UserError(f"--split {split}: expected test, valid, train or all")
     from songkit.core.device import resolve_device
-    from songkit.tasks.chords import spec
-    from songkit.tasks.chords.data import load
-    from songkit.tasks.chords.task import (
-        load_model,
-        predict_classes,
-        score_songs,
-        template_log_probs,
-        viterbi,
-    )
+    from songkit.tasks.chords.constants import VOCAB
+    from songkit.tasks.chords.evaluate import evaluate
 
-    splits = ("train", "valid", "test") if split == "all" else (split,)
-    if data is None:
-        from songkit.tasks.chords.bach import ensure_embedded
-
-        data = ensure_embedded()
-    dev = resolve_device(device)
-    if template:
-        name = "template"
-        predict = lambda s: viterbi(template_log_probs(s.chroma), self_prob)
-    else:
-        model, ck = load_model(checkpoint, dev)
-        name = str(ck.path)
-        predict = lambda s: predict_classes(model, s.chroma, dev, self_prob)
-    songs = load(data, splits)
-    res = score_songs(songs, predict)
+    res = evaluate(checkpoint, data, split, resolve_device(device), self_prob, template, folds, fold, limit)
     cm = res.pop("confusion")
     if confusion:
         from songkit.core.plots import confusion_png
 
-        confusion_png(cm.mat.numpy(), spec.VOCAB, confusion, title=f"chords {split}: {Path(name).name}")
-    summary = {"model": name, "data": str(data), "split": split, "songs": res["songs"],
-               "majmin_wcsr": res["majmin_wcsr"], "root_wcsr": res["root_wcsr"], "frame_accuracy": res["frame_accuracy"]}
+        confusion_png(cm.mat.numpy(), VOCAB, confusion, title=f"chords {split}: {Path(res['model']).name}")
     if json_out:
-        print(json.dumps({**summary, "per_song": res["per_song"]}))
+        print_json(res)
         return
-    print("song\troot\tmajmin\tframe_acc")
-    for s in res["per_song"]:
-        print(f"{s['name']}\t{s['root']:.4f}\t{s['majmin']:.4f}\t{s['frame_accuracy']:.4f}")
-    print(f"ALL ({res['songs']} songs, duration-weighted)\t{res['root_wcsr']:.4f}\t{res['majmin_wcsr']:.4f}\t{res['frame_accuracy']:.4f}")
+    rows = [[s["name"], f"{s['root']:.4f}", f"{s['majmin']:.4f}", f"{s['frame_accuracy']:.4f}"] for s in res["per_song"]]
+    rows.append([f"ALL ({res['songs']} songs, duration-weighted)", f"{res['root_wcsr']:.4f}",
+                 f"{res['majmin_wcsr']:.4f}", f"{res['frame_accuracy']:.4f}"])
+    print_table(f"chords {split}: {res['model']}", ["song", "root", "majmin", "frame_acc"], rows)
 
 
 def data_chords(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the audio files and their .lab files.")],
-    num: Annotated[int, typer.Option("--num", "-n", min=1, help="Number of Bach chorales to render.")] = 60,
-    fmt: Annotated[str, typer.Option("--format", help="wav | flac")] = "flac",
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the audio files and their .lab files.")],
+    limit: Annotated[int, typer.Option("--limit", min=0, metavar="N",
+                                       help="Songs to write (Bach: default 60; POP909: 0 = all).")] = 0,
+    pop909: Annotated[Path | None, typer.Option(
+        "--pop909", metavar="PATH", help="Render POP909 (the folder of NNN/NNN.mid + chord_midi.txt) instead of Bach.")] = None,
+    soundfont: Annotated[list[Path] | None, typer.Option(
+        "--soundfont", metavar="SF2", help="SoundFont(s) for --pop909 (repeat: each song uses one, in turn).")] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="FMT", help="wav | flac")] = "flac",
 ) -> None:
-    """Render Bach chorales from music21's corpus to audio with .lab chord labels beside them."""
+    """Render chord datasets to audio with .lab labels beside each file (Isophonics style): Bach chorales from
+    music21's corpus (additive synth), or POP909 MIDI through SoundFonts (pip install songkit[soundfont])."""
     from songkit.core.errors import UserError
-    from songkit.tasks.chords.bach import build_dataset
 
     if fmt not in ("wav", "flac"):
         raise UserError(f"--format {fmt}: expected wav or flac")
-    build_dataset(out, num=num, fmt=fmt)
+    if pop909 is not None:
+        from songkit.tasks.chords.pop909 import render_dataset
+
+        if not soundfont:
+            raise UserError("--pop909 needs at least one --soundfont SF2")
+        render_dataset(pop909, soundfont, out, limit=limit, fmt=fmt)
+        return
+    if soundfont:
+        raise UserError("--soundfont goes with --pop909")
+    from songkit.tasks.chords.bach import build_dataset
+
+    build_dataset(out, num=limit or 60, fmt=fmt)
+
+
+def _printers():
+    """core's table/JSON printers (cli.output); plain columns until it lands."""
+    try:
+        from songkit.cli.output import print_json, print_table
+    except ImportError:
+        import json
+
+        def print_json(obj) -> None:
+            print(json.dumps(obj))
+
+        def print_table(title, columns, rows, file=None) -> None:
+            cells = [list(map(str, columns))] + [list(map(str, r)) for r in rows]
+            widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+            for r in cells:
+                print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=file)
+    return print_json, print_table
 
 
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, data_app: typer.Typer) -> None:

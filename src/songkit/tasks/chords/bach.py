@@ -15,10 +15,10 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from songkit.tasks.chords import spec
+from songkit.tasks.chords import constants as C
 
 VERSION = 1  # bump when the rendering changes: the cache folder is keyed on it
-SAMPLE_RATE = spec.SAMPLE_RATE
+SAMPLE_RATE = C.SAMPLE_RATE
 
 
 def chorale_paths(num: int) -> list:
@@ -32,7 +32,7 @@ def chorale_paths(num: int) -> list:
 def chord_label(pitch_classes: set[int], root: int) -> str:
     """Majmin label of a set of pitch classes over a root (semitones from C)."""
     rel = {(p - root) % 12 for p in pitch_classes}
-    name = spec.PITCH_NAMES[root]
+    name = C.PITCH_NAMES[root]
     if 4 in rel and 3 not in rel and 6 not in rel and 8 not in rel:
         return f"{name}:maj"
     if 3 in rel and 4 not in rel and 6 not in rel and 7 in rel:
@@ -106,7 +106,7 @@ def build_dataset(out, num: int = 60, fmt: str = "flac") -> Path:
 
     from songkit.core.io import atomic_write_text
     from songkit.core.progress import track
-    from songkit.tasks.chords import harte
+    from songkit.tasks.chords.labels import format_lab
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,19 +121,17 @@ def build_dataset(out, num: int = 60, fmt: str = "flac") -> Path:
         audio, segs = r
         name = Path(p).name.split(".mxl")[0].replace(".", "_")
         sf.write(str(out / f"{name}.{fmt}"), audio, SAMPLE_RATE)
-        atomic_write_text(out / f"{name}.lab", harte.format_lab([(s, e) for s, e, _ in segs], [lab for *_, lab in segs]))
+        atomic_write_text(out / f"{name}.lab", format_lab([(s, e) for s, e, _ in segs], [lab for *_, lab in segs]))
         done += 1
     return out
 
 
 def ensure_embedded(num: int = 60) -> Path:
-    """The embedded dataset in the cache (``$SONGKIT_HOME/chords/bach-vN``), built on first use."""
-    from songkit.core.io import atomic_write_text, cache_dir
+    """The embedded dataset, built once into ``$SONGKIT_HOME/chords-bach<num>-v<VERSION>`` (about 3 minutes
+    on one core the first time; a killed build leaves nothing that reads as complete)."""
+    from songkit.core.data import build_once, home_dir
     from songkit.core.progress import log
 
-    d = cache_dir("chords", f"bach-v{VERSION}-{num}")
-    if not (d / "COMPLETE").exists():
-        log(f"building the embedded Bach chorale dataset in {d} (once)")
-        build_dataset(d, num=num)
-        atomic_write_text(d / "COMPLETE", "ok\n")
-    return d
+    if not (home_dir() / f"chords-bach{num}-v{VERSION}").is_dir():
+        log(f"building the embedded Bach chorale dataset ({num} chorales, once; about 3 minutes)")
+    return build_once(f"chords-bach{num}", lambda tmp: build_dataset(tmp, num=num), version=str(VERSION))

@@ -7,7 +7,8 @@
 - The embedded default (Bach chorales from music21, rendered to audio): ``bach.py``.
 
 A song is ``Song(name, chroma (T, 24) raw float32, labels (T,) int64 class ids, ref, duration)``
-with ``ref`` the full reference annotation for the MIREX scores.
+with ``ref`` the full reference annotation for the MIREX scores. ``ChromaWindows`` is the training
+``Dataset``: the songs stay in memory (Billboard's 297 songs are ~60 MB of float32), windows are items.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from songkit.core.errors import UserError
-from songkit.tasks.chords import harte, spec
+from songkit.tasks.chords import constants as C
+from songkit.tasks.chords.labels import Annotation, frame_labels, read_lab
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
 CHORDINO_DIR = "billboard-2.0-chordino"
 MIREX_DIR = "billboard-2.0.1-mirex"
 
@@ -30,8 +31,8 @@ MIREX_DIR = "billboard-2.0.1-mirex"
 class Song:
     name: str
     chroma: object  # (T, 24) float32, raw (normalise with features.normalize_chroma)
-    labels: object  # (T,) int64 majmin classes, spec.IGNORE where unscored
-    ref: harte.Annotation
+    labels: object  # (T,) int64 majmin classes, IGNORE where unscored
+    ref: Annotation
     duration: float
 
 
@@ -61,13 +62,19 @@ def _cached_arrays(kind: str, name: str, source: Path, compute, salt: str = "") 
     return arrays
 
 
-def split_of(name: str) -> str:
+def split_of(name: str, folds: int = 0, fold: int = 0) -> str:
     """Deterministic song-level split from the song id alone: 70% train, 10% valid, 20% test.
 
     A hash of the name (not the position in a listing), so a song keeps its split when the
     folder holds more or fewer songs (the 297-song subset vs the full 890 release).
+    With ``folds`` (cross-validation): the songs of fold ``fold`` are the test split, and of the
+    rest one in ten (by the same hash as above) is the validation split.
     """
     h = zlib.crc32(name.encode()) % 10
+    if folds:
+        if zlib.crc32(f"fold:{name}".encode()) % folds == fold:
+            return "test"
+        return "valid" if h == 2 else "train"
     return "test" if h < 2 else "valid" if h == 2 else "train"
 
 
@@ -75,8 +82,8 @@ def read_bothchroma(path: str | Path):
     """Read a Chordino ``bothchroma.csv``: ``(times (T,), chroma (T, 24))`` float.
 
     Columns: audio path (first row only), time, 12 bass then 12 treble bins from A. The path
-    column may hold commas, so each row is split from the right. Wrong column counts or
-    non-numbers are a UserError naming the file and line.
+    column may hold commas, so each row is split from the right. Wrong column counts,
+    non-numbers and non-finite values (``inf``, ``nan``, ``1e400``) are a UserError naming the file and line.
     """
     import numpy as np
 
@@ -87,31 +94,39 @@ def read_bothchroma(path: str | Path):
         text = p.read_text(encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, OSError) as e:
         raise UserError(f"{p}: not a chroma CSV text file ({type(e).__name__})") from None
-    rows = []
+    rows, line_numbers = [], []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        parts = line.rsplit(",", spec.CHROMA_DIM + 1)
-        if len(parts) != spec.CHROMA_DIM + 2:
+        parts = line.rsplit(",", C.CHROMA_DIM + 1)
+        if len(parts) != C.CHROMA_DIM + 2:
             raise UserError(
-                f"{p}:{n}: expected {spec.CHROMA_DIM + 2} columns (path, time, 12 bass + 12 treble chroma), "
+                f"{p}:{n}: expected {C.CHROMA_DIM + 2} columns (path, time, 12 bass + 12 treble chroma), "
                 f"got {len(line.split(','))}"
             )
         rows.append(parts[1:])
+        line_numbers.append(n)
     if not rows:
         raise UserError(f"{p}: no chroma frames in the file")
     try:
         arr = np.array(rows, dtype=np.float64)
     except ValueError:
+        for n, row in zip(line_numbers, rows):  # the slow path only to name the line
+            try:
+                [float(v) for v in row]
+            except ValueError:
+                raise UserError(f"{p}:{n}: chroma values are not all numbers") from None
         raise UserError(f"{p}: chroma values are not all numbers") from None
-    if not np.isfinite(arr).all():
-        raise UserError(f"{p}: chroma contains NaN or infinite values")
+    finite = np.isfinite(arr).all(1) & (np.abs(arr) < 3e38).all(1)  # float32 must hold them too
+    if not finite.all():
+        n = line_numbers[int(np.argmin(finite))]
+        raise UserError(f"{p}:{n}: chroma contains NaN, infinite or out-of-range values")
     return arr[:, 0], arr[:, 1:].astype(np.float32)
 
 
-def _song_from_frames(name, times, chroma, ref: harte.Annotation, duration=None) -> Song:
-    labels = harte.frame_labels(ref, times)
-    dur = float(duration if duration is not None else max(ref.intervals.max(), times[-1] + spec.FRAME_SECONDS))
+def _song_from_frames(name, times, chroma, ref: Annotation, duration=None) -> Song:
+    labels = frame_labels(ref, times)
+    dur = float(duration if duration is not None else max(ref.intervals.max(), times[-1] + C.FRAME_SECONDS))
     return Song(name, chroma, labels, ref, dur)
 
 
@@ -126,21 +141,28 @@ def billboard_ids(root: Path) -> list[str]:
     return sorted(chroma & labs)
 
 
-def load_billboard(root: str | Path, splits=("train", "valid", "test"), progress: bool = True) -> list[Song]:
+def _chosen(names: list[str], splits, folds: int, fold: int, limit: int) -> list[str]:
+    """The names whose split is in ``splits``, after keeping the first ``limit`` (0: all)."""
+    names = names[:limit] if limit else names
+    return [n for n in names if split_of(n, folds, fold) in splits]
+
+
+def load_billboard(root: str | Path, splits=C.SPLITS, folds: int = 0, fold: int = 0, limit: int = 0,
+                   progress: bool = True) -> list[Song]:
     """Load the Billboard songs of the given splits (parsed files cached as .npz)."""
     from songkit.core.progress import track
 
     root = Path(root)
-    ids = [i for i in billboard_ids(root) if split_of(i) in splits]
+    ids = _chosen(billboard_ids(root), splits, folds, fold, limit)
     if not ids:
-        raise UserError(f"{root}: no Billboard songs (need {CHORDINO_DIR}/NNNN/bothchroma.csv and {MIREX_DIR}/NNNN/majmin.lab)")
+        raise UserError(f"{root}: no Billboard songs in the split(s) {', '.join(splits)} "
+                        f"(need {CHORDINO_DIR}/NNNN/bothchroma.csv and {MIREX_DIR}/NNNN/majmin.lab)")
     songs = []
     for sid in track(ids, total=len(ids), description="billboard") if progress else ids:
         csv = root / CHORDINO_DIR / sid / "bothchroma.csv"
         lab = root / MIREX_DIR / sid / "majmin.lab"
         z = _cached_arrays("billboard", sid, csv, lambda csv=csv: dict(zip(("times", "chroma"), read_bothchroma(csv))))
-        times, chroma = z["times"], z["chroma"]
-        songs.append(_song_from_frames(sid, times, chroma, harte.read_lab(lab)))
+        songs.append(_song_from_frames(sid, z["times"], z["chroma"], read_lab(lab, drop_backward=True)))
     return songs
 
 
@@ -148,46 +170,118 @@ def audio_lab_pairs(root: Path) -> list[tuple[Path, Path]]:
     """(audio, lab) pairs in a folder tree: ``x.wav`` with ``x.lab`` beside it."""
     pairs = []
     for a in sorted(root.rglob("*")):
-        if a.suffix.lower() in AUDIO_EXTS and a.with_suffix(".lab").is_file():
+        if a.suffix.lower() in C.AUDIO_SUFFIXES and a.with_suffix(".lab").is_file():
             pairs.append((a, a.with_suffix(".lab")))
     return pairs
 
 
-def load_audio_folder(root: str | Path, splits=("train", "valid", "test"), progress: bool = True,
-                      all_splits_if_tiny: bool = True) -> list[Song]:
-    """Songs from audio files with ``.lab`` beside them; chroma cached per file as .npz."""
+def load_audio_folder(root: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fold: int = 0, limit: int = 0,
+                      progress: bool = True) -> list[Song]:
+    """Songs from audio files with ``.lab`` beside them, chroma by ``cfg``'s signal chain (cached as .npz).
+
+    A folder too small to have songs in every split (a handful of files) gives all of them to each split.
+    """
     import numpy as np
 
     from songkit.core.progress import track
     from songkit.tasks.chords.features import audio_features
 
     root = Path(root)
-    pairs = audio_lab_pairs(root)
+    pairs = audio_lab_pairs(root)[: limit or None]
     if not pairs:
         raise UserError(f"{root}: no audio files with a .lab beside them")
-    chosen = [(a, lab) for a, lab in pairs if split_of(a.stem) in splits]
-    if not chosen and all_splits_if_tiny:
-        chosen = pairs
+    chosen = [(a, lab) for a, lab in pairs if split_of(a.stem, folds, fold) in splits] or pairs
     songs = []
     for a, lab in track(chosen, total=len(chosen), description="audio") if progress else chosen:
-        ref = harte.read_lab(lab)
-        z = _cached_arrays("audio", a.stem, a, lambda a=a: dict(zip(("chroma", "duration"), audio_features(a))),
-                           salt=f"|{spec.N_FFT}")
+        ref = read_lab(lab)
+        z = _cached_arrays("audio", a.stem, a, lambda a=a: dict(zip(("chroma", "duration"), audio_features(a, cfg))),
+                           salt=f"|{cfg.sample_rate}|{cfg.n_fft}|{cfg.hop_length}")
         chroma, duration = z["chroma"], float(z["duration"])
-        times = np.arange(len(chroma)) * spec.FRAME_SECONDS
+        times = np.arange(len(chroma)) * (cfg.hop_length / cfg.sample_rate)
         songs.append(_song_from_frames(a.stem, times, chroma, ref, duration))
     return songs
 
 
-def load(path: str | Path, splits=("train", "valid", "test"), progress: bool = True) -> list[Song]:
-    """Load songs from a Billboard release folder or an audio+lab folder."""
+def load(path: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fold: int = 0, limit: int = 0,
+         progress: bool = True) -> list[Song]:
+    """Load songs from a Billboard release folder or an audio+lab folder (``cfg``: the model config,
+    whose signal chain computes chroma from audio)."""
     root = Path(path)
     if not root.exists():
         raise UserError(f"{root}: no such folder")
     if not root.is_dir():
         raise UserError(f"{root}: expected a folder (Billboard release or audio files with .lab beside them)")
-    if is_billboard(root):
-        return load_billboard(root, splits, progress)
     if root.name in (CHORDINO_DIR, MIREX_DIR) and is_billboard(root.parent):
-        return load_billboard(root.parent, splits, progress)
-    return load_audio_folder(root, splits, progress)
+        root = root.parent
+    if is_billboard(root):
+        return load_billboard(root, splits, folds, fold, limit, progress)
+    return load_audio_folder(root, cfg, splits, folds, fold, limit, progress)
+
+
+class ChromaWindows:
+    """The training Dataset: ``seq_len``-frame windows of normalised chroma, each transposed at random.
+
+    The songs stay in memory as one ``(N, 24)`` tensor. An epoch's windows tile every song from a random
+    offset (from ``(seed, epoch)``), so each frame is seen exactly once per epoch (windows at a song's
+    head and tail are shorter, padded with ``IGNORE``); a window's transposition
+    (-5..+6 semitones, chroma halves rolled and labels moved with them) comes from ``item_rng``.
+    Items: ``x (L, 24)`` float32, ``y (L,)`` int64 with ``IGNORE`` past a song's end.
+    """
+
+    def __init__(self, songs: list[Song], seq_len: int, seed: int, augment: bool = True):
+        import numpy as np
+        import torch
+
+        from songkit.tasks.chords.features import normalize_chroma
+
+        if not songs:
+            raise UserError("no training songs in the data")
+        self.seq_len, self.seed, self.augment = seq_len, seed, augment
+        self.lengths = np.array([len(s.labels) for s in songs], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.chroma = torch.cat([torch.as_tensor(normalize_chroma(np.asarray(s.chroma, np.float32))) for s in songs])
+        self.labels = torch.cat([torch.as_tensor(s.labels) for s in songs])
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lay out the windows of ``epoch`` (a function of (seed, epoch) only)."""
+        import numpy as np
+
+        self.epoch = epoch
+        rng = np.random.default_rng([self.seed, epoch])
+        L = self.seq_len
+        songs, starts, lengths = [], [], []
+        for i, T in enumerate(self.lengths):
+            off = int(rng.integers(0, L)) if T > L else 0
+            st = np.arange(off, T, L)
+            ln = np.minimum(L, T - st)
+            if off > 0:  # the head before the offset is a short window of its own
+                st, ln = np.concatenate([[0], st]), np.concatenate([[off], ln])
+            songs.append(np.full(len(st), i))
+            starts.append(st)
+            lengths.append(ln)
+        self.window_song, self.window_start = np.concatenate(songs), np.concatenate(starts)
+        self.window_length = np.concatenate(lengths)
+
+    def __len__(self) -> int:
+        return len(self.window_song)
+
+    def shift(self, index: int) -> int:
+        """The transposition of window ``index`` in this epoch (semitones up)."""
+        from songkit.core.data import item_rng
+
+        return int(item_rng(self.seed, self.epoch, index).integers(-5, 7)) if self.augment else 0
+
+    def __getitem__(self, index: int):
+        import torch
+
+        song, start = int(self.window_song[index]), int(self.window_start[index])
+        length = int(self.window_length[index])
+        row = int(self.offsets[song]) + start
+        x = torch.zeros(self.seq_len, C.CHROMA_DIM)
+        y = torch.full((self.seq_len,), C.IGNORE, dtype=torch.int64)
+        shift = self.shift(index)
+        # transpose up `shift`: each 12-bin half rolled, labels moved with it (N and IGNORE stay)
+        x[:length] = self.chroma[row:row + length].reshape(length, 2, 12).roll(shift, -1).reshape(length, -1)
+        y[:length] = C.transpose_class(self.labels[row:row + length], shift)
+        return x, y

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from songkit.tasks.chords import spec
+from songkit.tasks.chords import constants as C
 
 MIDI_LO, MIDI_HI = 24, 107  # C1 .. B7
 
@@ -41,13 +41,13 @@ def bass_treble_weights():
     return w.astype(np.float32)
 
 
-def bothchroma(samples, sample_rate: int = spec.SAMPLE_RATE):
+def bothchroma(samples, sample_rate: int = C.SAMPLE_RATE, n_fft: int = C.N_FFT, hop_length: int = C.HOP_LENGTH):
     """Audio ``(B, N)`` (or ``(N,)``) at ``sample_rate`` -> raw bass+treble chroma ``(B, T, 24)``."""
     import torch
 
     from songkit.core import audio
 
-    semis = audio.semitone_spectrum(samples, sample_rate, spec.N_FFT, spec.HOP_LENGTH, MIDI_LO, MIDI_HI)  # (B, P, T)
+    semis = audio.semitone_spectrum(samples, sample_rate, n_fft, hop_length, MIDI_LO, MIDI_HI)  # (B, P, T)
     w = torch.from_numpy(bass_treble_weights()).to(semis.device)
     return torch.einsum("cp,bpt->btc", w, semis)
 
@@ -81,13 +81,19 @@ def rotate_chroma(x, shift: int):
     return out.reshape(shape)
 
 
-def audio_features(path, device="cpu"):
-    """Read an audio file and return ``(chroma (T, 24) float32 numpy, duration seconds)``."""
-    import torch
-
+def audio_features(path, cfg, device="cpu"):
+    """Read an audio file and return ``(chroma (T, 24) float32 numpy, duration seconds)`` with the signal
+    chain of ``cfg`` (a model config: ``sample_rate``, ``n_fft``, ``hop_length``)."""
     from songkit.core.audio import read_audio
 
-    samples, sr = read_audio(path, spec.SAMPLE_RATE)
-    with torch.no_grad():
-        c = bothchroma(torch.from_numpy(samples).to(device), sr)[0].cpu().numpy()
-    return c, len(samples) / sr
+    samples, sr = read_audio(path, cfg.sample_rate)
+    return samples_features(samples, cfg, device), len(samples) / sr
+
+
+def samples_features(samples, cfg, device="cpu"):
+    """Mono float32 samples ``(N,)`` at ``cfg.sample_rate`` -> raw chroma ``(T, 24)`` float32 numpy."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(samples).to(device)
+        return bothchroma(x, cfg.sample_rate, cfg.n_fft, cfg.hop_length)[0].cpu().numpy()

@@ -14,31 +14,74 @@ The seed's models (its tables 2-4), adapted from 12-d to 24-d chroma input:
 - ``cnn_blstm`` (ours, the stronger model): a same-padded 1-D conv front end over time
   (3 conv+BN+ReLU layers, 128 channels, kernel 5: ~0.6 s of context per layer) feeding a
   2-layer BLSTM(128) and a linear layer, in the spirit of the conv-recurrent chord models
-  of McFee & Bello (2017) and madmom's CNN front end; decoded with HMM smoothing (task.py).
+  of McFee & Bello (2017) and madmom's CNN front end; decoded with HMM smoothing (infer.py).
+
+Every config inherits ``SignalConfig``: the settings that change what the model sees or how its
+output is decoded (sample rate, FFT size, hop, HMM transitions) are saved in the checkpoint and
+read back, so an old checkpoint never silently gets other features.
+LSTM models keep ``use_amp = False``: measured in docs/chords.md (bf16 autocast does not pay for them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
-from songkit.tasks.chords import spec
+from songkit.tasks.chords import constants as C
 
 
 @dataclass
-class FrameConfig:
-    input_dim: int = spec.CHROMA_DIM
+class SignalConfig:
+    """Input features and decoding: part of every chords model config."""
+
+    sample_rate: int = C.SAMPLE_RATE
+    n_fft: int = C.N_FFT
+    hop_length: int = C.HOP_LENGTH
+    input_dim: int = C.CHROMA_DIM
+    num_classes: int = C.NUM_CLASSES
+    self_prob: float = C.SELF_PROB  # HMM: chance of staying on a chord per frame (used when no transitions)
+    transitions: list = field(default_factory=list)  # learned (25, 25) log transition matrix; [] = self_prob
+
+    def check(self) -> None:
+        if not 0 < self.sample_rate <= 192_000:
+            raise ValueError(f"sample_rate: {self.sample_rate} is not an audio rate")
+        if not 16 <= self.n_fft <= 65_536 or not 1 <= self.hop_length <= self.n_fft:
+            raise ValueError(f"n_fft/hop_length: {self.n_fft}/{self.hop_length} out of range")
+        if not 0.0 <= self.self_prob < 1.0:
+            raise ValueError(f"self_prob: {self.self_prob} is not in [0, 1)")
+        if self.transitions and (len(self.transitions) != self.num_classes
+                                 or any(len(row) != self.num_classes for row in self.transitions)):
+            raise ValueError(f"transitions: expected {self.num_classes} x {self.num_classes}")
+        if self.input_dim != C.CHROMA_DIM or self.num_classes != C.NUM_CLASSES:
+            raise ValueError(f"input_dim/num_classes: songkit's chords use {C.CHROMA_DIM} and {C.NUM_CLASSES}")
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+
+class ChordNet(nn.Module):
+    """Base of the chord models: keeps the config; ``use_amp = False`` (LSTMs: bf16 autocast does not pay,
+    measured in docs/chords.md)."""
+
+    use_amp = False
+
+    def __init__(self, cfg: SignalConfig):
+        super().__init__()
+        self.cfg = cfg
+
+
+@dataclass
+class FrameConfig(SignalConfig):
     hidden: int = 64
-    num_classes: int = spec.NUM_CLASSES
 
 
-class FrameLSTM(nn.Module):
+class FrameLSTM(ChordNet):
     """Sequence length 1: each frame through a one-step LSTM alone."""
 
     def __init__(self, cfg: FrameConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.lstm = nn.LSTM(cfg.input_dim, cfg.hidden, batch_first=True)
         self.fc = nn.Linear(cfg.hidden, cfg.num_classes)
 
@@ -49,20 +92,17 @@ class FrameLSTM(nn.Module):
 
 
 @dataclass
-class BLSTMConfig:
-    input_dim: int = spec.CHROMA_DIM
+class BLSTMConfig(SignalConfig):
     hidden: int = 16
     layers: int = 1
     dropout: float = 0.25
-    num_classes: int = spec.NUM_CLASSES
 
 
-class BLSTM(nn.Module):
+class BLSTM(ChordNet):
     """The seed's RNN-only model (table 4)."""
 
     def __init__(self, cfg: BLSTMConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.drop = nn.Dropout(cfg.dropout)
         self.lstm = nn.LSTM(cfg.input_dim, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=True,
                             dropout=cfg.dropout if cfg.layers > 1 else 0.0)
@@ -74,19 +114,16 @@ class BLSTM(nn.Module):
 
 
 @dataclass
-class CRNNConfig:
-    input_dim: int = spec.CHROMA_DIM
-    convs: tuple = ((64, 5, 7),)  # (channels, kernel, pool) per layer
+class CRNNConfig(SignalConfig):
+    convs: list = field(default_factory=lambda: [[64, 5, 7]])  # (channels, kernel, pool) per layer
     rnn_hidden: int = 64
-    num_classes: int = spec.NUM_CLASSES
 
 
-class CRNN(nn.Module):
+class CRNN(ChordNet):
     """The seed's CRNN: 2-D convs over (chroma, time), pool, BLSTM over the pooled steps."""
 
     def __init__(self, cfg: CRNNConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         layers, c_in = [], 1
         for c_out, k, pool in cfg.convs:
             layers += [nn.Conv2d(c_in, c_out, k), nn.ReLU(), nn.MaxPool2d(pool)]
@@ -115,23 +152,20 @@ class CRNN(nn.Module):
 
 
 @dataclass
-class CNNBLSTMConfig:
-    input_dim: int = spec.CHROMA_DIM
+class CNNBLSTMConfig(SignalConfig):
     channels: int = 128
     kernel: int = 5
     conv_layers: int = 3
     rnn_hidden: int = 128
     rnn_layers: int = 2
     dropout: float = 0.3
-    num_classes: int = spec.NUM_CLASSES
 
 
-class CNNBLSTM(nn.Module):
+class CNNBLSTM(ChordNet):
     """Conv front end over time + 2-layer BLSTM: the stronger model."""
 
     def __init__(self, cfg: CNNBLSTMConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         layers, c_in = [], cfg.input_dim
         for _ in range(cfg.conv_layers):
             layers += [nn.Conv1d(c_in, cfg.channels, cfg.kernel, padding=cfg.kernel // 2), nn.BatchNorm1d(cfg.channels),
@@ -156,22 +190,17 @@ MODELS = {
     "crnn2": (CRNNConfig, CRNN),
     "cnn_blstm": (CNNBLSTMConfig, CNNBLSTM),
 }
-PRESETS = {
-    "crnn1": {"convs": ((64, 5, 7),)},
-    "crnn2": {"convs": ((64, 3, 2), (128, 3, 3))},
+PRESETS = {  # the seed's two CRNNs share one config class
+    "crnn1": {"convs": [[64, 5, 7]]},
+    "crnn2": {"convs": [[64, 3, 2], [128, 3, 3]]},
 }
 
 
-def build(name: str, config: dict | None = None):
-    """Model ``name`` from a config dict (a checkpoint's) or the preset defaults."""
+def make_config(name: str, **overrides):
+    """The config of model ``name``: its preset, then ``overrides`` (unknown models: UserError)."""
     from songkit.core.errors import UserError
 
     if name not in MODELS:
-        raise UserError(f"unknown chords model {name!r}: expected one of {', '.join(MODELS)}")
-    cfg_cls, mod_cls = MODELS[name]
-    kw = dict(PRESETS.get(name, {}))
-    kw.update(config or {})
-    if "convs" in kw:
-        kw["convs"] = tuple(tuple(c) for c in kw["convs"])
-    cfg = cfg_cls(**kw)
-    return cfg, mod_cls(cfg)
+        raise UserError(f"--model {name}: expected one of {', '.join(MODELS)}")
+    cfg_cls, _ = MODELS[name]
+    return cfg_cls(**{**PRESETS.get(name, {}), **overrides})

@@ -1,0 +1,72 @@
+"""Constants of the chords task: the signal chain, the 25-class vocabulary, train options (no torch, no numpy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from songkit.core import audio as _audio
+from songkit.core import music
+
+TASK = "chords"
+
+# --- the signal chain (defaults of the model config, which the checkpoint saves): the Billboard/Chordino grid ---
+SAMPLE_RATE = _audio.SAMPLE_RATE  # 22050 Hz
+HOP_LENGTH = _audio.HOP_LENGTH  # 1024 samples
+N_FFT = 8192  # 372 ms window: 2.7 Hz bins, so bass notes down to ~E1 land in their own semitone
+FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH  # 21.533 /s, Chordino's 2048 at 44.1 kHz
+FRAME_SECONDS = 1.0 / FRAMES_PER_SECOND  # 0.046439909 s
+CHROMA_DIM = 24  # 12 bass + 12 treble bins, each starting at pitch class A (Chordino "bothchroma")
+A_OFFSET = 9  # chroma bin 0 is A = semitone 9 above C
+MAX_SECONDS = 3600.0  # longest input `songkit chords` reads (a header claiming more is refused)
+
+# --- the vocabulary: MIREX majmin, 25 classes ---
+PITCH_NAMES = list(music.PITCH_CLASSES)  # semitone from C
+NO_CHORD = music.NO_CHORD
+VOCAB: list[str] = list(music.MAJMIN_VOCAB)
+NUM_CLASSES = len(VOCAB)  # 25
+IGNORE = -100  # X, dim, sus...: left out of the loss and the scores (torch's cross-entropy default)
+
+# --- models and decoding ---
+MODEL_NAMES = ("frame", "blstm", "crnn1", "crnn2", "cnn_blstm")
+DEFAULT_MODEL = "cnn_blstm"  # the shipped checkpoint's model
+SELF_PROB = 0.9  # HMM self-transition probability at ~21.5 frames/s (chords last ~10-40 frames)
+WINDOW_FRAMES = 1024  # inference: frames per window when a song is cut into a batch (~48 s)
+WINDOW_OVERLAP = 128  # frames of context on each side of a window's kept middle (~6 s)
+SPLITS = ("train", "valid", "test")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+
+
+def class_index(root: int, minor: bool) -> int:
+    """Class of a major/minor chord on ``root`` (semitone above C)."""
+    return 1 + 12 * int(minor) + root % 12
+
+
+def class_root(index: int) -> int:
+    """Root semitone (from C) of a class, -1 for N."""
+    return -1 if index == NO_CHORD else (index - 1) % 12
+
+
+def transpose_class(index, shift: int):
+    """Move class ids (int or numpy/torch array) up ``shift`` semitones; N and IGNORE stay."""
+    if isinstance(index, int):
+        if index <= 0:
+            return index
+        return 1 + 12 * ((index - 1) // 12) + (index - 1 + shift) % 12
+    out = index.clone() if hasattr(index, "clone") else index.copy()
+    chord = index > 0
+    out[chord] = 1 + 12 * ((index[chord] - 1) // 12) + (index[chord] - 1 + shift) % 12
+    return out
+
+
+@dataclass
+class TrainOptions:
+    """`songkit train chords`'s own options (field names = CLI option names with - -> _)."""
+
+    model: str = DEFAULT_MODEL
+    seq_len: int = 128  # frames per training window (the seed: 1 or 128)
+    hidden_size: int = 0  # LSTM units (0: the model's default)
+    augment: bool = True  # random transposition of every window across the 12 keys
+    learn_transitions: bool = False  # HMM transitions counted from the training labels (key-invariant)
+    limit: int = 0  # use only the first N songs of each --data folder (0: all)
+    folds: int = 0  # cross-validation: number of song-level folds (0: the fixed hash split)
+    fold: int = 0  # which fold is held out (with --folds)

@@ -1,0 +1,107 @@
+"""HMM decoding of frame-wise chord posteriors, and transitions learned from labels (numpy only).
+
+The usual smoothing of chord posteriors: Viterbi over the 25 classes. Either one self-transition
+probability (any change equally likely), or a transition matrix counted from the training labels,
+key-invariant and tied across roots: the chance of moving from a chord to another depends only on
+their qualities (N, maj, min) and the interval between their roots, so 12 transpositions share counts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from songkit.tasks.chords import constants as C
+
+
+def viterbi(log_probs, self_prob: float = C.SELF_PROB, transitions=None) -> np.ndarray:
+    """Most likely class path: ``(T, K)`` log-probs -> ``(T,)`` classes.
+
+    ``transitions``: a ``(K, K)`` log transition matrix (rows: from); without it, ``self_prob`` is the
+    probability of staying on a chord from one frame to the next and any other chord is equally likely
+    (``self_prob <= 1/K`` is plain frame-wise argmax).
+    """
+    lp = np.asarray(log_probs, dtype=np.float64)
+    T, K = lp.shape
+    if T == 0:
+        return np.zeros(0, dtype=np.int64)
+    if transitions is not None and len(transitions):
+        return _viterbi_full(lp, np.asarray(transitions, dtype=np.float64))
+    if self_prob <= 1.0 / K:
+        return lp.argmax(-1)
+    stay, move = math.log(self_prob), math.log((1 - self_prob) / (K - 1))
+    back = np.empty((T, K), dtype=np.int64)
+    score = lp[0].copy()
+    states = np.arange(K)
+    for t in range(1, T):
+        best = int(score.argmax())
+        switch = score[best] + move
+        stay_score = score + stay
+        take_stay = stay_score >= switch
+        back[t] = np.where(take_stay, states, best)
+        score = np.where(take_stay, stay_score, switch) + lp[t]
+    return _backtrack(score, back)
+
+
+def _viterbi_full(lp: np.ndarray, log_a: np.ndarray) -> np.ndarray:
+    T, K = lp.shape
+    back = np.empty((T, K), dtype=np.int64)
+    score = lp[0].copy()
+    for t in range(1, T):
+        cand = score[:, None] + log_a  # (from K, to K)
+        back[t] = cand.argmax(0)
+        score = cand[back[t], np.arange(K)] + lp[t]
+    return _backtrack(score, back)
+
+
+def _backtrack(score, back) -> np.ndarray:
+    T = len(back)
+    path = np.empty(T, dtype=np.int64)
+    path[-1] = int(score.argmax())
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def _quality(k: int) -> int:
+    """0 N, 1 maj, 2 min."""
+    return 0 if k == C.NO_CHORD else 1 + (k - 1) // 12
+
+
+def tied_index(a: int, b: int) -> tuple[int, int, int]:
+    """The shared cell of a transition a -> b: (quality of a, quality of b, root interval; 0 when N is involved)."""
+    qa, qb = _quality(a), _quality(b)
+    interval = (C.class_root(b) - C.class_root(a)) % 12 if qa and qb else 0
+    return qa, qb, interval
+
+
+def learn_transitions(label_sequences, smoothing: float = 1.0) -> list[list[float]]:
+    """A ``(25, 25)`` log transition matrix from frame label sequences (``IGNORE`` frames skipped).
+
+    Counts are pooled per tied cell (``tied_index``), add-``smoothing``, then spread back to the 25 x 25
+    cells (a tied cell between chords stands for 12 root pairs; into N or out of N for 12 roots) and
+    each row is normalised. Returned as plain lists: it goes into the model config.
+    """
+    counts = np.full((3, 3, 12), smoothing)
+    for seq in label_sequences:
+        y = np.asarray(seq)
+        y = y[y != C.IGNORE]
+        if len(y) < 2:
+            continue
+        a, b = y[:-1], y[1:]
+        qa = np.where(a == 0, 0, 1 + (a - 1) // 12)
+        qb = np.where(b == 0, 0, 1 + (b - 1) // 12)
+        interval = np.where((qa > 0) & (qb > 0), ((b - 1) % 12 - (a - 1) % 12) % 12, 0)
+        np.add.at(counts, (qa, qb, interval), 1)
+    # one tied cell covers several matrix cells: 12 targets for maj/min from N or for any root interval
+    # between chords is one cell each; N -> N is one cell; chord -> N one cell; N -> chord 12 cells
+    K = C.NUM_CLASSES
+    mat = np.zeros((K, K))
+    for a in range(K):
+        for b in range(K):
+            qa, qb, iv = tied_index(a, b)
+            per_cell = 12.0 if (qa == 0 and qb > 0) else 1.0
+            mat[a, b] = counts[qa, qb, iv] / per_cell
+    mat /= mat.sum(1, keepdims=True)
+    return np.log(mat).tolist()

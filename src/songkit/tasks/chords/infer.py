@@ -1,0 +1,162 @@
+"""Chord recognition with a trained model: Python objects in and out (never stdin/stdout).
+
+``song_log_probs`` runs a model over many songs at once: each song is cut into overlapping
+windows of ``WINDOW_FRAMES`` frames, all windows go through the model in batches, and the middle
+of each window is stitched back (``WINDOW_OVERLAP`` frames of context on each side), so a
+recurrent model sees a batch instead of one 5,000-step sequence at batch 1. The frame posteriors
+are then decoded by an HMM (``hmm.viterbi``) with the checkpoint's transitions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from songkit.core.errors import UserError
+from songkit.tasks.chords import constants as C
+from songkit.tasks.chords.features import normalize_chroma
+from songkit.tasks.chords.hmm import viterbi
+from songkit.tasks.chords.labels import Annotation, frames_to_segments
+
+
+def load(checkpoint: Path | str | None = None, device="cpu"):
+    """A chords model and its checkpoint (default: the shipped one; a run folder means its best.ckpt)."""
+    from songkit.core import checkpoint as ckpt
+    from songkit.tasks.chords.model import MODELS
+
+    if hasattr(ckpt, "load_model"):
+        model, ck = ckpt.load_model(checkpoint, C.TASK, MODELS, device)
+    else:  # until core's one loader lands
+        model, ck = _load_local(checkpoint, device)
+    if list(ck.vocab) != C.VOCAB:
+        raise UserError(f"{ck.path}: chord vocabulary differs from songkit's 25 majmin classes")
+    return model, ck
+
+
+def _load_local(checkpoint, device):
+    from songkit.core.checkpoint import default_checkpoint, load_checkpoint
+    from songkit.tasks.chords.model import MODELS
+
+    path = Path(checkpoint) if checkpoint else default_checkpoint(C.TASK)
+    if path.is_dir():
+        path = path / "best.ckpt"
+    ck = load_checkpoint(path, task=C.TASK)
+    if ck.model not in MODELS:
+        raise UserError(f"{path}: model {ck.model!r}: expected one of {', '.join(MODELS)}")
+    cfg_cls, mod_cls = MODELS[ck.model]
+    try:
+        cfg = cfg_cls(**ck.config)
+        cfg.check()
+        model = mod_cls(cfg)
+        model.load_state_dict(ck.state_dict)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: config or weights do not fit model {ck.model!r} ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), ck
+
+
+def window_starts(T: int, window: int, overlap: int) -> list[tuple[int, int, int]]:
+    """``(start, keep_from, keep_to)`` per window of a ``T``-frame song (song frame indices).
+
+    Windows of ``window`` frames every ``window - 2 * overlap`` frames, the last one ending at the song's
+    end; each keeps its middle, so every kept frame has at least ``overlap`` frames of context on both
+    sides (or the song's edge). The kept parts tile ``[0, T)``.
+    """
+    if T <= window:
+        return [(0, 0, T)]
+    hop = window - 2 * overlap
+    if hop <= 0:
+        raise ValueError(f"window {window} must exceed twice the overlap {overlap}")
+    starts = list(range(0, T - window, hop)) + [T - window]
+    out = []
+    for k, s in enumerate(starts):
+        lo = 0 if k == 0 else out[-1][2]
+        hi = T if k == len(starts) - 1 else s + window - overlap
+        out.append((s, lo, hi))
+    return out
+
+
+@torch.inference_mode()
+def song_log_probs(model, chromas, device="cpu", window: int = C.WINDOW_FRAMES, overlap: int = C.WINDOW_OVERLAP,
+                   batch_size: int = 32, amp: bool = True) -> list[np.ndarray]:
+    """Raw chroma ``(T, 24)`` per song -> ``(T, 25)`` float32 log-probabilities per song.
+
+    ``window=0`` runs each song whole at batch 1 (the reference the windows are checked against).
+    """
+    from songkit.core.device import amp_dtype, autocast
+
+    dev = torch.device(device)
+    dtype = amp_dtype(dev, amp, model)
+    was = model.training
+    model.eval()
+    inputs = [torch.as_tensor(normalize_chroma(np.asarray(c, dtype=np.float32))) for c in chromas]
+    outs = [np.empty((len(x), C.NUM_CLASSES), dtype=np.float32) for x in inputs]
+    # (song, start, keep_from, keep_to) per piece; pieces of one length share a batch
+    pieces: dict[int, list[tuple[int, int, int, int]]] = {}
+    for i, x in enumerate(inputs):
+        layout = [(0, 0, len(x))] if window == 0 else window_starts(len(x), window, overlap)
+        for s, lo, hi in layout:
+            length = len(x) if window == 0 or len(x) <= window else window
+            pieces.setdefault(length, []).append((i, s, lo, hi))
+    for length, group in pieces.items():
+        if length == 0:
+            continue
+        for b in range(0, len(group), batch_size):
+            chunk = group[b:b + batch_size]
+            x = torch.stack([inputs[i][s:s + length] for i, s, _, _ in chunk]).to(dev)  # (B, L, 24)
+            with autocast(dev, dtype):
+                logits = model(x)
+            lp = torch.log_softmax(logits.float(), -1).cpu().numpy()  # (B, L, 25)
+            for (i, s, lo, hi), song_lp in zip(chunk, lp):
+                outs[i][lo:hi] = song_lp[lo - s:hi - s]
+    model.train(was)
+    return outs
+
+
+def decode(log_probs, cfg, self_prob: float | None = None) -> np.ndarray:
+    """HMM decoding with the model config's transitions (a given ``self_prob`` overrides them)."""
+    if self_prob is not None:
+        return viterbi(log_probs, self_prob)
+    return viterbi(log_probs, cfg.self_prob, cfg.transitions or None)
+
+
+def predict_classes(model, cfg, chromas, device="cpu", self_prob: float | None = None, **window) -> list[np.ndarray]:
+    """Raw chroma per song -> decoded majmin classes ``(T,)`` per song."""
+    return [decode(lp, cfg, self_prob) for lp in song_log_probs(model, chromas, device, **window)]
+
+
+def segments(classes, cfg, duration: float | None = None) -> Annotation:
+    """Decoded frame classes -> contiguous labelled segments on the model's frame grid."""
+    return frames_to_segments(classes, cfg.hop_length / cfg.sample_rate, duration)
+
+
+def input_chroma(path, cfg, device="cpu"):
+    """An input file -> (raw chroma (T, 24), duration s): a Chordino ``*.csv`` or an audio file."""
+    from songkit.tasks.chords.data import read_bothchroma
+    from songkit.tasks.chords.features import audio_features
+
+    p = Path(path)
+    if p.suffix.lower() == ".csv":
+        times, chroma = read_bothchroma(p)
+        return chroma, float(times[-1] + cfg.hop_length / cfg.sample_rate)
+    return audio_features(p, cfg, device)
+
+
+def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = None, workers: int = 2,
+              window: int = C.WINDOW_FRAMES) -> list[Annotation]:
+    """Chord segments of every input file (audio or Chordino CSV), all songs in one batched pass.
+
+    Inputs are read and turned into chroma in ``workers`` threads (decoding and the STFT release the GIL)
+    before the model runs, so a bad file fails before any work is spent on the model.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from songkit.tasks.chords.model import MODELS
+
+    model, ck = load(checkpoint, device)
+    cfg = MODELS[ck.model][0](**ck.config) if not hasattr(model, "cfg") else model.cfg
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        feats = list(pool.map(lambda p: input_chroma(p, cfg, device), paths))
+    classes = predict_classes(model, cfg, [c for c, _ in feats], device, self_prob, window=window)
+    return [segments(k, cfg, d) for k, (_, d) in zip(classes, feats)]

@@ -1,0 +1,110 @@
+"""Training a chord model: windows of chroma from ``data.ChromaWindows`` through ``core.train.fit``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from songkit.core.errors import UserError
+from songkit.core.progress import log
+from songkit.core.train import TrainRun, fit
+from songkit.tasks.chords import constants as C
+from songkit.tasks.chords.constants import TrainOptions
+
+
+class ChordTrainTask:
+    """The duck-typed task of ``core.train.fit``: seeded windows in, cross-entropy out."""
+
+    def __init__(self, train_songs, valid_songs, seq_len: int, batch_size: int, seed: int, augment: bool = True,
+                 workers: int = 0):
+        from songkit.tasks.chords.data import ChromaWindows
+
+        self.windows = ChromaWindows(train_songs, seq_len, seed, augment)
+        self.valid = valid_songs or train_songs[:1]
+        self.batch_size, self.seed, self.workers = batch_size, seed, workers
+
+    def batches(self, epoch: int, rank: int = 0, world: int = 1):
+        from songkit.core.data import make_loader
+
+        return make_loader(self.windows, batch_size=self.batch_size, shuffle=True, seed=self.seed, epoch=epoch,
+                           rank=rank, world=world, workers=self.workers, drop_last=True)
+
+    def num_batches(self, epoch: int, rank: int = 0, world: int = 1) -> int:
+        self.windows.set_epoch(epoch)
+        return len(self.windows) // world // self.batch_size
+
+    def train_step(self, model, batch, device):
+        x, y = (t.to(device) for t in batch)  # (B, L, 24), (B, L)
+        logits = model(x).float()  # (B, L, 25)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                 ignore_index=C.IGNORE)
+        return loss, int((y != C.IGNORE).sum())
+
+    def evaluate(self, model, device) -> dict[str, float]:
+        from songkit.tasks.chords.infer import song_log_probs
+
+        total_loss, correct, count = 0.0, 0, 0
+        for s, lp in zip(self.valid, song_log_probs(model, [s.chroma for s in self.valid], device)):
+            lp, y = torch.from_numpy(lp), torch.as_tensor(s.labels)
+            keep = y != C.IGNORE
+            if keep.any():
+                total_loss += float(torch.nn.functional.nll_loss(lp[keep], y[keep], reduction="sum"))
+                correct += int((lp[keep].argmax(-1) == y[keep]).sum())
+                count += int(keep.sum())
+        return {"val_loss": total_loss / max(count, 1), "val_acc": correct / max(count, 1)}
+
+
+def model_config(options: TrainOptions, train_songs=None):
+    """The model config of a run: the model's preset, ``--hidden-size``, and learned HMM transitions."""
+    from songkit.tasks.chords.hmm import learn_transitions
+    from songkit.tasks.chords.model import make_config
+
+    over = {}
+    if options.hidden_size:
+        key = {"frame": "hidden", "blstm": "hidden"}.get(options.model, "rnn_hidden")
+        over[key] = options.hidden_size
+    if options.learn_transitions and train_songs:
+        over["transitions"] = learn_transitions([s.labels for s in train_songs])
+    cfg = make_config(options.model, **over)
+    cfg.check()
+    return cfg
+
+
+def load_songs(data: list[Path] | None, cfg, options: TrainOptions):
+    """(train songs, validation songs, data name) from every ``--data`` folder (default: the embedded chorales)."""
+    from songkit.tasks.chords.bach import ensure_embedded
+    from songkit.tasks.chords.data import load, split_of
+
+    roots = list(data or []) or [ensure_embedded()]
+    songs = [s for r in roots for s in load(r, cfg, ("train", "valid"), options.folds, options.fold, options.limit)]
+    train = [s for s in songs if split_of(s.name, options.folds, options.fold) == "train"]
+    valid = [s for s in songs if split_of(s.name, options.folds, options.fold) == "valid"]
+    if not train:  # a handful of songs: train and validate on all of them
+        train, valid = songs, songs[:1]
+    name = " + ".join(str(r) for r in data) if data else "embedded-bach-chorales"
+    return train, valid, name
+
+
+def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list[dict]:
+    """Train a chord model on Billboard chroma and/or audio+.lab folders; returns the per-epoch history."""
+    from songkit.tasks.chords.model import MODELS
+
+    if options.model not in MODELS:
+        raise UserError(f"--model {options.model}: expected one of {', '.join(MODELS)}")
+    if options.folds and not 0 <= options.fold < options.folds:
+        raise UserError(f"--fold {options.fold}: expected 0..{options.folds - 1} with --folds {options.folds}")
+    base = model_config(options)
+    train_songs, valid_songs, name = load_songs(data, base, options)
+    cfg = model_config(options, train_songs)
+    frames = sum(len(s.labels) for s in train_songs)
+    log(f"chords: {options.model}, {len(train_songs)} train songs ({frames} frames), {len(valid_songs)} validation songs")
+    task = ChordTrainTask(train_songs, valid_songs, options.seq_len, run.batch_size, run.seed, options.augment,
+                          run.workers)
+    meta = {"task": C.TASK, "model": options.model, "config": asdict(cfg), "vocab": C.VOCAB,
+            "extra": {"data": name, "input": "bothchroma24-normalized", "seq_len": options.seq_len,
+                      "folds": options.folds, "fold": options.fold,
+                      "train_songs": [s.name for s in train_songs]}}
+    return fit(lambda: MODELS[options.model][1](cfg), task, run.train_config(monitor="val_acc", monitor_mode="max"),
+               run.out, meta, device=run.device, resume=run.resume)
