@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from songkit.core.errors import UserError
-from songkit.tasks.tokenize import data
-from songkit.tasks.tokenize import encoding as E
-from songkit.tasks.tokenize.spec import ENCODINGS, TokenizerConfig, Vocabulary
+from songkit.tasks.tokenize import codec, data, readers
+from songkit.tasks.tokenize.quantise import QScore, DecodeError, differences, quantise, recognise_chords, to_music
+from songkit.tasks.tokenize.constants import ENCODINGS, TokenizerConfig, Vocabulary
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
 POP909 = SHARED / "pop909" / "POP909"
@@ -40,15 +40,15 @@ def make_midi(path, tpq=480, tracks=2, ts=((0, 4, 4),), tempos=((0, 100.0),), se
 
 def roundtrip(path, vocab=VOCAB, tracks=None):
     """quantise(read(decode(encode(x)))) against quantise(x), for every encoding, via a MIDI file."""
-    q = E.quantise(data.read_music(path, tracks), vocab)
+    q = quantise(readers.read_music(path, tracks), vocab)
     for enc in ENCODINGS:
-        ids = E.encode(q, vocab, enc)
-        q2 = E.decode(ids, vocab, enc, q.tracks, q.tpq)
+        ids = codec.encode(q, vocab, enc)
+        q2 = codec.decode(ids, vocab, enc, q.tracks, q.tpq)
         out = Path(str(path) + f".{enc}.mid")
-        data.write_midi(E.to_music(q2, vocab), out)
-        q3 = E.quantise(data.read_music(out), vocab)
-        assert E.differences(q, q3) == [], (path, enc)
-        assert np.array_equal(E.encode(q3, vocab, enc), ids), (path, enc)  # tokens are a fixed point
+        readers.write_midi(to_music(q2, vocab), out)
+        q3 = quantise(readers.read_music(out), vocab)
+        assert differences(q, q3) == [], (path, enc)
+        assert np.array_equal(codec.encode(q3, vocab, enc), ids), (path, enc)  # tokens are a fixed point
     return q
 
 
@@ -88,7 +88,7 @@ def test_quantise_golden_values(tmp_path):
         tr.notes.append(symusic.Note(t, d, 60 + t % 7, v))
     score.tracks.append(tr)
     score.dump_midi(str(tmp_path / "g.mid"))
-    q = E.quantise(data.read_music(tmp_path / "g.mid"), VOCAB)
+    q = quantise(readers.read_music(tmp_path / "g.mid"), VOCAB)
     assert q.notes.tolist() == [[0, 64, 60, 127, 0], [1, 2, 60 + 130 % 7, 64, 0], [2, 1, 60 + 181 % 7, 2, 0]]
     assert q.tempos == [(0, 119)] and q.timesigs == [(0, 4, 4)]  # MIDI defaults, binned
 
@@ -97,38 +97,38 @@ def test_track_selection_and_strings(tmp_path):
     path = make_midi(tmp_path / "a.mid", tracks=3)
     q = roundtrip(path, tracks=[2])
     assert len(q.tracks) == 1 and q.tracks[0]["index"] == 2 and q.tracks[0]["program"] == 40
-    ids = E.encode(q, VOCAB, "cp")
-    strings = E.ids_to_strings(ids, VOCAB, "cp")
+    ids = codec.encode(q, VOCAB, "cp")
+    strings = codec.ids_to_strings(ids, VOCAB, "cp")
     assert strings[0][:2] == ["Metrical", "Bar"]
-    assert np.array_equal(E.strings_to_ids(strings, VOCAB, "cp"), ids)
+    assert np.array_equal(codec.strings_to_ids(strings, VOCAB, "cp"), ids)
     with pytest.raises(UserError, match="no track 5"):
-        data.read_music(path, [5])
+        readers.read_music(path, [5])
 
 
 def test_token_counts_nb_shorter_than_cp(tmp_path):
-    q = E.quantise(data.read_music(make_midi(tmp_path / "a.mid", tracks=1, n=200)), VOCAB)
-    cp, nb, remi = (len(E.encode(q, VOCAB, e)) for e in ENCODINGS)
+    q = quantise(readers.read_music(make_midi(tmp_path / "a.mid", tracks=1, n=200)), VOCAB)
+    cp, nb, remi = (len(codec.encode(q, VOCAB, e)) for e in ENCODINGS)
     assert nb < cp < remi
     starts, _ = q.bars(4)
     positions = np.unique(np.concatenate([q.notes[:, 0], [p for p, _ in q.tempos + q.chords]]))
     assert cp == len(starts) + len(positions) + len(q.notes)  # a bar, a beat per position, a group per note
-    groups = E.encode(q, VOCAB, "nb")
+    groups = codec.encode(q, VOCAB, "nb")
     assert (groups[:, 6] > 0).sum() == len(q.notes)  # one NB group per note, plus groups with no note
 
 
 def test_chord_recogniser_finds_triads():
     # C major then A minor, two quarters each, grid 4: positions 0 and 8
     notes = [[0, 16, p, 64, 0] for p in (60, 64, 67)] + [[8, 16, p, 64, 0] for p in (57, 60, 64)]
-    q = E.QScore(np.array(notes), [(0, 120)], [(0, 4, 4)], tracks=[{"is_drum": False}])
-    assert E.recognise_chords(q, 4, 8) == [(0, "C_M"), (8, "A_m")]
+    q = QScore(np.array(notes), [(0, 120)], [(0, 4, 4)], tracks=[{"is_drum": False}])
+    assert recognise_chords(q, 4, 8) == [(0, "C_M"), (8, "A_m")]
 
 
 def test_pop909_harte_labels():
-    assert data.harte_to_label("C#:min7/b3") == "C#_m7"
-    assert data.harte_to_label("Bb:maj") == "A#_M"
-    assert data.harte_to_label("E:sus4(b7)") == "E_sus4"
-    assert data.harte_to_label("G:hdim7") == "G_/o7"
-    assert data.harte_to_label("N") == "N"
+    assert readers.harte_to_label("C#:min7/b3") == "C#_m7"
+    assert readers.harte_to_label("Bb:maj") == "A#_M"
+    assert readers.harte_to_label("E:sus4(b7)") == "E_sus4"
+    assert readers.harte_to_label("G:hdim7") == "G_/o7"
+    assert readers.harte_to_label("N") == "N"
 
 
 # ---------------------------------------------------------------- bad inputs
@@ -138,47 +138,47 @@ def test_bad_midi_inputs(tmp_path):
     good = make_midi(tmp_path / "a.mid").read_bytes()
     (tmp_path / "trunc.mid").write_bytes(good[: len(good) // 2])
     with pytest.raises(UserError, match="trunc.mid: not a readable MIDI"):
-        data.read_music(tmp_path / "trunc.mid")
+        readers.read_music(tmp_path / "trunc.mid")
     (tmp_path / "text.mid").write_text("hello, not MIDI")
     with pytest.raises(UserError, match="text.mid: not a readable MIDI"):
-        data.read_music(tmp_path / "text.mid")
+        readers.read_music(tmp_path / "text.mid")
     make_midi(tmp_path / "empty.mid", n=0)
     with pytest.raises(UserError, match="empty.mid: no notes"):
-        data.read_music(tmp_path / "empty.mid")
+        readers.read_music(tmp_path / "empty.mid")
     with pytest.raises(UserError, match="missing.mid: no such file"):
-        data.read_music(tmp_path / "missing.mid")
+        readers.read_music(tmp_path / "missing.mid")
     (tmp_path / "x.wav").write_bytes(b"RIFF")
     with pytest.raises(UserError, match="unknown file type"):
-        data.read_music(tmp_path / "x.wav")
+        readers.read_music(tmp_path / "x.wav")
 
 
 def test_impossible_tokens_are_errors(tmp_path):
-    q = E.quantise(data.read_music(make_midi(tmp_path / "a.mid")), VOCAB)
-    cp = E.encode(q, VOCAB, "cp")
+    q = quantise(readers.read_music(make_midi(tmp_path / "a.mid")), VOCAB)
+    cp = codec.encode(q, VOCAB, "cp")
     bad = cp.copy()
     bad[1, 1] = VOCAB.index["beat"]["Pos_31"]  # position 31 in a 4/4 bar of 16 steps
-    with pytest.raises(E.DecodeError, match="group 1: position 31 in a bar of 16"):
-        E.decode(bad, VOCAB, "cp")
+    with pytest.raises(DecodeError, match="group 1: position 31 in a bar of 16"):
+        codec.decode(bad, VOCAB, "cp")
     note_first = cp[[2, 0, 1]]  # a note before any bar
-    with pytest.raises(E.DecodeError, match="group 0"):
-        E.decode(note_first, VOCAB, "cp")
-    nb = E.encode(q, VOCAB, "nb")
+    with pytest.raises(DecodeError, match="group 0"):
+        codec.decode(note_first, VOCAB, "cp")
+    nb = codec.encode(q, VOCAB, "nb")
     bad = nb.copy()
     bad[0, 0] = 99
-    with pytest.raises(E.DecodeError, match="out of range"):
-        E.decode(bad, VOCAB, "nb")
-    remi = E.encode(q, VOCAB, "remi").tolist()
+    with pytest.raises(DecodeError, match="out of range"):
+        codec.decode(bad, VOCAB, "nb")
+    remi = codec.encode(q, VOCAB, "remi").tolist()
     i = next(k for k, t in enumerate(remi) if VOCAB.remi[t].startswith("Pitch_"))
-    with pytest.raises(E.DecodeError, match="without velocity"):
-        E.decode(np.array(remi[: i + 1] + [VOCAB.remi_index["Bar"]]), VOCAB, "remi")
-    with pytest.raises(E.DecodeError, match="unknown token 'Pitch_200'"):
-        E.strings_to_ids([["Note"] + ["<ign>"] * 5 + ["Pitch_200", "Dur_1", "Vel_2"]], VOCAB, "cp")
+    with pytest.raises(DecodeError, match="without velocity"):
+        codec.decode(np.array(remi[: i + 1] + [VOCAB.remi_index["Bar"]]), VOCAB, "remi")
+    with pytest.raises(DecodeError, match="unknown token 'Pitch_200'"):
+        codec.strings_to_ids([["Note"] + ["<ign>"] * 5 + ["Pitch_200", "Dur_1", "Vel_2"]], VOCAB, "cp")
 
 
 def test_time_signature_outside_vocabulary(tmp_path):
     path = make_midi(tmp_path / "a.mid", ts=((0, 4, 4), (4 * 480, 17, 4)))
     with pytest.raises(UserError, match="a.mid: time signature 17/4 does not fit"):
-        E.quantise(data.read_music(path), VOCAB)
+        quantise(readers.read_music(path), VOCAB)
 
 
 # ---------------------------------------------------------------- real data
@@ -210,7 +210,7 @@ def test_roundtrip_pop909_sample(tmp_path):
         (src / f"{song.name}.mid").write_bytes((song / f"{song.name}.mid").read_bytes())
         q = roundtrip(src / f"{song.name}.mid")
         # with chord_midi.txt beside it the chords come from the annotation
-        ann = data.read_music(song / f"{song.name}.mid")
+        ann = readers.read_music(song / f"{song.name}.mid")
         assert ann.chords and len(q.chords) > 0
 
 

@@ -1,19 +1,33 @@
-"""Tokenize from the command line: JSON lines, ids with a saved vocabulary, decode, bad inputs."""
+"""Tokenize from the command line: JSON lines, ids with a saved vocabulary, decode, training, bad inputs."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from songkit.cli import app
-from tests.test_tokenize import make_midi
+from test_tokenize import make_midi
 
 runner = CliRunner()
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+def run(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+@pytest.fixture
+def songs(tmp_path):
+    """Three one-track songs in a folder (names chosen so that one falls in the validation split)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for k in range(3):
+        make_midi(folder / f"song{k}.mid", tracks=1, seed=k, n=40)
+    return folder
+
+
+TINY = ("--d-model", "16", "--embed-dim", "8", "--seq-len", "16", "--num-layers", "1")
 
 
 def test_tokenize_decode_roundtrip_cli(tmp_path):
@@ -65,39 +79,62 @@ def test_bad_inputs_exit_2_naming_the_file(tmp_path):
     assert r.exit_code == 2 and "a.mid" in r.output
 
 
-def test_train_eval_generate_cli(tmp_path):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        (tmp_path / "data").mkdir()
-        for k in range(3):
-            make_midi(tmp_path / "data" / f"song{k}.mid", tracks=1, seed=k)
-        r = run("train", "tokenize", "--data", tmp_path / "data", "--encoding", "cp", "--model", "linear",
-                "--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size", "2", "--seq-len", "16",
-                "--d-model", "16", "--embed-dim", "8", "--loss", "focal", "--device", "cpu", "--out", tmp_path / "run")
-        assert r.exit_code == 0, r.output
-        r = run("eval", "tokenize", "-c", tmp_path / "run" / "best.ckpt", "--data", tmp_path / "data",
-                "--split", "all", "--json", "--device", "cpu")
-        assert r.exit_code == 0, r.output
-        res = json.loads(r.stdout)
-        assert res["encoding"] == "cp" and res["songs"] == 3 and 0 <= res["val_acc"] <= 1 and "acc_pitch" in res
-        r = run("generate", "--checkpoint", tmp_path / "run" / "best.ckpt", "--out", tmp_path / "s.mid",
-                "--seed", "0", "--device", "cpu")
-        assert r.exit_code == 0, r.output
-        assert (tmp_path / "s.mid").read_bytes()[:4] == b"MThd"
-        r = run("train", "tokenize", "--data", tmp_path / "data", "--encoding", "remi", "--out", tmp_path / "x")
-        assert r.exit_code == 2 and "cp or nb" in r.output
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_midi_on_stdin(tmp_path):
     a = make_midi(tmp_path / "a.mid")
-    r = runner.invoke(app, ["tokenize", "-", "-e", "cp", "--ids"], input=a.read_bytes())
+    r = run("tokenize", "-", "-e", "cp", "--ids", input=a.read_bytes())
     assert r.exit_code == 0, r.output
     r2 = run("tokenize", a, "-e", "cp", "--ids")
     assert json.loads(r.stdout)["tokens"] == json.loads(r2.stdout)["tokens"]
-    r = runner.invoke(app, ["tokenize", "-"], input=b"not midi")
-    assert r.exit_code == 2 and "-: not a readable MIDI file" in r.output
+    r = run("tokenize", "-", input=b"not midi")
+    assert r.exit_code == 2 and "-: neither MIDI, ABC nor MusicXML" in r.output
+
+
+def _weights(path):
+    from songkit.core.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).state_dict
+
+
+def test_same_seed_same_weights_in_process(songs, tmp_path):
+    """`train tokenize ... --seed 3` twice: identical last.ckpt weights; another seed differs."""
+    import torch
+
+    base = ("train", "tokenize", "--data", songs, "--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size",
+            "4", "--device", "cpu", "--workers", "0", *TINY)
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        r = run(*base, "--seed", seed, "--out", tmp_path / name)
+        assert r.exit_code == 0, r.output
+    a, b, c = (_weights(tmp_path / k / "last.ckpt") for k in "abc")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_train_then_eval_cli(songs, tmp_path):
+    r = run("train", "tokenize", "--data", songs, "--encoding", "cp", "--model", "linear", "--epochs", "1",
+            "--max-steps-per-epoch", "2", "--batch-size", "2", "--loss", "focal", "--device", "cpu", "--workers", "0",
+            "--out", tmp_path / "run", *TINY)
+    assert r.exit_code == 0, r.output
+    r = run("eval", "tokenize", "-c", tmp_path / "run", "--data", songs, "--split", "all", "--json",
+            "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["encoding"] == "cp" and res["songs"] == 3 and 0 <= res["val_acc"] <= 1 and "acc_pitch" in res
+    r = run("eval", "tokenize", "-c", tmp_path / "run", "--data", songs, "--split", "val")
+    assert r.exit_code == 2 and "spelled valid" in r.output
+    r = run("train", "tokenize", "--data", songs, "--encoding", "remi", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "cp or nb" in r.output
+
+
+def test_smoke_subprocess_same_seed(cli, songs, tmp_path):
+    """The issue's command as a user runs it (default workers) and in-process (--workers 0): the same
+    seed gives identical last.ckpt weights."""
+    import torch
+
+    args = ("train", "tokenize", "--data", songs, "--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size",
+            "4", "--seed", "3", "--device", "cpu", *TINY)
+    r = cli(*args, "--out", tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    r = run(*args, "--workers", "0", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    a, b = _weights(tmp_path / "a" / "last.ckpt"), _weights(tmp_path / "b" / "last.ckpt")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
-from songkit.tasks.tokenize import data
-from songkit.tasks.tokenize import encoding as E
+from songkit.tasks.tokenize import readers
+from songkit.tasks.tokenize.constants import TokenizerConfig, Vocabulary
+from songkit.tasks.tokenize.data import SongWindows, encode_files, window
+from songkit.tasks.tokenize.evaluate import evaluate_songs, scored_mask
+from songkit.tasks.tokenize.infer import sample_midi
 from songkit.tasks.tokenize.model import MODELS, TokenRNNConfig, focal_loss
-from songkit.tasks.tokenize.spec import TokenizerConfig, Vocabulary
-from songkit.tasks.tokenize.task import TokenTrainTask, encode_songs, evaluate_songs, sample_midi, scored_mask
+from songkit.tasks.tokenize.quantise import quantise
+from songkit.tasks.tokenize.train import TokenTrainTask
 
 VOCAB = Vocabulary(TokenizerConfig())
 
@@ -56,21 +60,40 @@ def _motif_songs(tmp_path, n=4):
     return files
 
 
+def test_windows_tile_every_target_once():
+    """Evaluation windows see every group of BOS, song..., EOS exactly once as a target."""
+    song = np.arange(1, 24, dtype=np.int64).repeat(9).reshape(-1, 9)  # 23 groups, ids 1..23
+    bos, eos = np.full(9, 100), np.full(9, 200)
+    assert window(song, 0, 5, bos, eos)[:, 0].tolist() == [100, 1, 2, 3, 4]
+    assert window(song, 22, 5, bos, eos)[:, 0].tolist() == [22, 23, 200, 0, 0]
+    songs = encode_files([], VOCAB, "nb")
+    songs.sequences, songs.names = [song], ["s"]
+    ds = SongWindows(songs, seq_len=4)
+    targets = np.concatenate([ds[i][1:, 0].numpy() for i in range(len(ds))])
+    assert targets[targets != 0].tolist() == list(range(1, 24)) + [VOCAB.index["bar"]["EOS"]]
+    shifted = SongWindows(songs, seq_len=4, shift=True, seed=1)
+    for epoch in range(3):  # a shifted tiling still covers every target, and moves with the epoch
+        shifted.set_epoch(epoch)
+        seen = {int(t) for i in range(len(shifted)) for t in shifted[i][1:, 0].tolist()}
+        assert seen - {0} == set(range(1, 24)) | {VOCAB.index["bar"]["EOS"]}
+
+
 @pytest.mark.parametrize("cell,encoding", [("gru", "nb"), ("linear", "cp")])
 def test_model_learns_a_repeating_motif(tmp_path, cell, encoding):
     from songkit.core.train import TrainConfig, fit
 
-    songs = encode_songs(_motif_songs(tmp_path), VOCAB, encoding)
+    songs = encode_files(_motif_songs(tmp_path), VOCAB, encoding)
     cfg = TokenRNNConfig(encoding=encoding, cell=cell, vocab_sizes=VOCAB.sizes(encoding), embed_dim=16,
                          d_model=64, num_layers=1, dropout=0.0)
-    model = MODELS[cell][1](cfg)
-    task = TokenTrainTask(songs, songs[:1], encoding, seq_len=32, batch_size=8, seed=0)
-    before = evaluate_songs(model, songs[:1], encoding, 32, torch.device("cpu"))["val_acc"]
+    task = TokenTrainTask(songs, songs.subset([0]), seq_len=32, batch_size=8, seed=0)
+    torch.manual_seed(0)
+    before = evaluate_songs(MODELS[cell][1](cfg), songs.subset([0]), 32, torch.device("cpu"))["val_acc"]
     meta = dict(task="tokenize", model=cell, config=dataclasses.asdict(cfg),
                 vocab={**VOCAB.to_dict(), "hash": VOCAB.hash}, extra={"seq_len": 32})
-    hist = fit(model, task, TrainConfig(epochs=8, lr=1e-2, schedule="none", monitor="val_acc",
-                                        monitor_mode="max"), tmp_path / "run", meta, device="cpu")
+    hist = fit(lambda: MODELS[cell][1](cfg), task, TrainConfig(epochs=8, lr=1e-2, schedule="none",
+                                                               monitor="val_acc", monitor_mode="max"),
+               tmp_path / "run", meta, device="cpu")
     assert before < 0.5 and hist[-1]["val_acc"] > 0.9, hist[-1]
-    out = sample_midi(tmp_path / "run" / "best.ckpt", tmp_path / "s.mid", max_groups=64, temperature=0.5, seed=0)
-    q = E.quantise(data.read_music(out), VOCAB)
+    (tmp_path / "s.mid").write_bytes(sample_midi(tmp_path / "run", max_groups=64, temperature=0.5, seed=0))
+    q = quantise(readers.read_music(tmp_path / "s.mid"), VOCAB)
     assert len(q.notes) > 5

@@ -26,9 +26,25 @@ class TokenRNNConfig:
     num_layers: int = 2
     dropout: float = 0.1
 
+    def check(self) -> None:
+        """Raise ValueError("field: problem") for values no model can be built from."""
+        if self.encoding not in ("cp", "nb"):
+            raise ValueError(f"encoding: {self.encoding!r} is not cp or nb")
+        if self.cell not in ("gru", "linear"):
+            raise ValueError(f"cell: {self.cell!r} is not gru or linear")
+        if len(self.vocab_sizes) != 9 or not all(type(n) is int and 1 <= n <= 65536 for n in self.vocab_sizes):
+            raise ValueError("vocab_sizes: expected 9 sizes of 1..65536")
+        for name, hi in (("embed_dim", 4096), ("d_model", 8192), ("num_layers", 32)):
+            if not 1 <= getattr(self, name) <= hi:
+                raise ValueError(f"{name}: {getattr(self, name)} is outside 1..{hi}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: {self.dropout} is outside [0, 1)")
+
 
 class TokenRNN(nn.Module):
     """(B, T, F) ids -> F logits tensors of shape (B, T, V_f)."""
+
+    use_amp = True  # see docs/tokenize.md for the bf16 measurement
 
     def __init__(self, cfg: TokenRNNConfig):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Quantisation and the three encodings (CP, NB, REMI), with their exact decoders.
+"""Quantisation shared by the three encodings (cp.py, nb.py, remi.py), and what their decoders share.
 
 "On the grid" (see docs/tokenize.md): an onset is rounded to the nearest grid step
 (``tpq / grid`` ticks), a duration to the nearest multiple of ``tpq / duration_res``
@@ -15,18 +15,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from songkit.core.errors import UserError
-from songkit.tasks.tokenize.data import Music
-from songkit.tasks.tokenize.spec import (
+from songkit.core.music import PITCH_CLASSES
+from songkit.tasks.tokenize.constants import (
     CHORD_QUALITIES,
-    GROUP_FAMILIES,
     IGN,
-    PITCH_CLASSES,
     QUALITY_INTERVALS,
     Vocabulary,
     bar_steps,
     tempo_values,
     velocity_values,
 )
+from songkit.tasks.tokenize.readers import Music
 
 
 @dataclass
@@ -240,10 +239,10 @@ def recognise_chords(q: QScore, grid: int, duration_res: int) -> list[tuple[int,
     return out
 
 
-# ---------------------------------------------------------------------------- encoders
+# ---------------------------------------------------------------------------- shared by the encoders
 
 
-class _Events:
+class Events:
     """Positions that hold something, with the notes and changes at each (shared by the encoders)."""
 
     def __init__(self, q: QScore, vocab: Vocabulary):
@@ -267,7 +266,7 @@ class _Events:
         self.LO, self.HI = self.lo.tolist(), self.hi.tolist()
 
 
-def _note_ids(q: QScore, vocab: Vocabulary) -> np.ndarray:
+def note_ids(q: QScore, vocab: Vocabulary) -> np.ndarray:
     """(N, 4) ids of track, pitch, duration, velocity for every note."""
     idx = vocab.index
     vel_ids = {int(t[4:]): i for t, i in idx["velocity"].items() if t.startswith("Vel_")}
@@ -279,123 +278,18 @@ def _note_ids(q: QScore, vocab: Vocabulary) -> np.ndarray:
     return np.stack([n[:, 4] + 1, n[:, 2] + 1, n[:, 1], vel_lut[n[:, 3]]], axis=1)
 
 
-def encode(q: QScore, vocab: Vocabulary, encoding: str) -> np.ndarray:
-    """Token ids: (G, 9) int64 groups for cp/nb, (T,) int64 for remi."""
-    if encoding == "cp":
-        return _encode_cp(q, vocab)
-    if encoding == "nb":
-        return _encode_nb(q, vocab)
-    if encoding == "remi":
-        return _encode_remi(q, vocab)
-    raise ValueError(encoding)
-
-
-def _tsid(vocab, ts):
+def ts_id(vocab, ts):
     return vocab.index["timesig"][f"TS_{ts[0]}/{ts[1]}"] if ts else 1  # 1 = CONTI
 
 
-def _encode_cp(q: QScore, vocab: Vocabulary) -> np.ndarray:
-    ev, idx = _Events(q, vocab), vocab.index
-    notes = _note_ids(q, vocab)
-    out = np.zeros((len(ev.starts) + len(ev.positions) + len(notes), 9), np.int64)
-    METRICAL, NOTE, BAR = idx["type"]["Metrical"], idx["type"]["Note"], idx["beat"]["Bar"]
-    g, e, n_pos = 0, 0, len(ev.P)
-    for b, s in enumerate(ev.starts.tolist()):
-        out[g, 0], out[g, 1], out[g, 3] = METRICAL, BAR, _tsid(vocab, ev.ts_at_bar.get(b))
-        g += 1
-        while e < n_pos and ev.B[e] == b:
-            p = ev.P[e]
-            t, c = ev.tempo_at.get(p), ev.chord_at.get(p)
-            out[g, :5] = (METRICAL, 2 + p - s, idx["tempo"][f"Tempo_{t}"] if t is not None else 1, 0,
-                          idx["chord"][f"Chord_{c}"] if c is not None else 1)
-            g += 1
-            lo, hi = ev.LO[e], ev.HI[e]
-            out[g:g + hi - lo, 0] = NOTE
-            out[g:g + hi - lo, 5:] = notes[lo:hi]
-            g += hi - lo
-            e += 1
-    return out[:g]
-
-
-def _encode_nb(q: QScore, vocab: Vocabulary) -> np.ndarray:
-    ev, idx, cfg = _Events(q, vocab), vocab.index, vocab.config
-    notes = _note_ids(q, vocab)
-    SAME = idx["bar"]["Same"]
-    rows: list = []
-    ts_bars = sorted(ev.ts_at_bar)
-    prev = -1
-    starts = ev.starts.tolist()
-    note_rows = notes.tolist()
-    for e, p in enumerate(ev.P):
-        b = ev.B[e]
-        # stops before bar b: a bar with a new time signature, or a gap longer than max_bar_skip
-        while True:
-            nxt = next((k for k in ts_bars if prev < k < b), None)
-            if nxt is None and b - prev > cfg.max_bar_skip:
-                nxt = prev + cfg.max_bar_skip
-            elif nxt is not None and nxt - prev > cfg.max_bar_skip:
-                nxt = prev + cfg.max_bar_skip
-            if nxt is None:
-                break
-            rows.append((SAME + nxt - prev, 2, 1, _tsid(vocab, ev.ts_at_bar.get(nxt)), 1, 0, 0, 0, 0))
-            prev = nxt
-        flag = SAME if b == prev else SAME + b - prev
-        ts = _tsid(vocab, ev.ts_at_bar.get(b)) if b != prev else 1
-        beat = 2 + p - starts[b]
-        t, c = ev.tempo_at.get(p), ev.chord_at.get(p)
-        tid = idx["tempo"][f"Tempo_{t}"] if t is not None else 1
-        cid = idx["chord"][f"Chord_{c}"] if c is not None else 1
-        lo, hi = ev.LO[e], ev.HI[e]
-        if hi == lo:
-            rows.append((flag, beat, tid, ts, cid, 0, 0, 0, 0))
-        else:
-            rows.append((flag, beat, tid, ts, cid, *note_rows[lo]))
-            for k in range(lo + 1, hi):
-                rows.append((SAME, beat, 1, 1, 1, *note_rows[k]))
-        prev = b
-    return np.array(rows, dtype=np.int64).reshape(-1, 9)
-
-
-def _encode_remi(q: QScore, vocab: Vocabulary) -> np.ndarray:
-    ev, r = _Events(q, vocab), vocab.remi_index
-    notes = q.notes
-    out: list[int] = []
-    BAR = r["Bar"]
-    pos0, pitch0, vel0, dur0, trk0 = (r["Position_0"], r["Pitch_0"], r[f"Vel_{velocity_values(vocab.config)[0]}"],
-                                      r["Dur_1"], r["Track_0"])
-    vel_rank = {v: i for i, v in enumerate(velocity_values(vocab.config))}
-    cur_track = 0
-    e, n_pos, note_rows = 0, len(ev.P), notes.tolist()
-    for b, s in enumerate(ev.starts.tolist()):
-        out.append(BAR)
-        ts = ev.ts_at_bar.get(b)
-        if ts:
-            out.append(r[f"TimeSig_{ts[0]}/{ts[1]}"])
-        while e < n_pos and ev.B[e] == b:
-            p = ev.P[e]
-            out.append(pos0 + p - s)
-            if p in ev.tempo_at:
-                out.append(r[f"Tempo_{ev.tempo_at[p]}"])
-            if p in ev.chord_at:
-                out.append(r[f"Chord_{ev.chord_at[p]}"])
-            for k in range(ev.LO[e], ev.HI[e]):
-                _, d, pitch, v, t = note_rows[k]
-                if t != cur_track:
-                    out.append(trk0 + t)
-                    cur_track = t
-                out += (pitch0 + pitch, vel0 + vel_rank[v], dur0 + d - 1)
-            e += 1
-    return np.array(out, dtype=np.int64)
-
-
-# ---------------------------------------------------------------------------- decoders
+# ---------------------------------------------------------------------------- shared by the decoders
 
 
 class DecodeError(ValueError):
     """Tokens that describe an impossible event; the message says which token and why."""
 
 
-class _Timeline:
+class Timeline:
     """Bar state shared by the decoders."""
 
     def __init__(self, vocab: Vocabulary):
@@ -431,36 +325,50 @@ class _Timeline:
         return self.start + p
 
 
-def _value(tok: str) -> str:
+def token_value(tok: str) -> str:
     return tok.split("_", 1)[1]
 
 
-def decode(tokens: np.ndarray, vocab: Vocabulary, encoding: str, tracks: list[dict] | None = None,
-           tpq: int = 480) -> QScore:
-    """Token ids back to a QScore; an impossible token sequence raises DecodeError."""
-    tokens = np.asarray(tokens, dtype=np.int64)
-    if encoding == "remi":
-        q = _decode_remi(tokens, vocab)
-    elif encoding in ("cp", "nb"):
-        if tokens.ndim != 2 or tokens.shape[1] != len(GROUP_FAMILIES[encoding]):
-            raise DecodeError(f"{encoding} tokens must be groups of {len(GROUP_FAMILIES[encoding])}")
-        sizes = vocab.sizes(encoding)
-        for f, n in enumerate(sizes):
-            if len(tokens) and (tokens[:, f].min() < 0 or tokens[:, f].max() >= n):
-                raise DecodeError(f"family {GROUP_FAMILIES[encoding][f]}: id out of range 0..{n - 1}")
-        q = _decode_groups(tokens, vocab, encoding)
-    else:
-        raise ValueError(encoding)
-    n_tracks = int(q.notes[:, 4].max()) + 1 if len(q.notes) else 0
-    tracks = list(tracks or [])
-    tracks += [{"name": f"track {k}", "program": 0, "is_drum": False} for k in range(len(tracks), n_tracks)]
-    q.tracks, q.tpq = tracks, tpq
-    q.notes = q.notes[np.lexsort((q.notes[:, 3], q.notes[:, 1], q.notes[:, 2], q.notes[:, 4], q.notes[:, 0]))]
-    q.tempos, q.chords = _collapse(sorted(q.tempos)), _collapse(sorted(q.chords))
-    return q
+def decode_groups(tokens: np.ndarray, vocab: Vocabulary, head_family: str, place) -> QScore:
+    """The loop the CP and NB decoders share: BOS/EOS, tempo and chord changes, notes.
+
+    ``place(lead, group, ts, timeline, cur) -> (cur, has_changes, is_note)`` is the encoding's own
+    part: it moves the timeline and says where the group sits; ``ts`` is the group's time signature
+    (num, den) or None.
+    """
+    fam = vocab.families
+    tl = Timeline(vocab)
+    notes, tempos, chords = [], [], []
+    cur = None
+    vel = [0] + velocity_values(vocab.config)
+    for i, g in enumerate(tokens.tolist()):
+        try:
+            lead = fam[head_family][g[0]]
+            if lead in ("BOS", IGN):
+                continue
+            if lead == "EOS":
+                break
+            ts = None if g[3] < 2 else tuple(int(x) for x in token_value(fam["timesig"][g[3]]).split("/"))
+            cur, has_changes, is_note = place(lead, g, ts, tl, cur)
+            if has_changes:
+                if g[2] >= 2:
+                    tempos.append((cur, int(token_value(fam["tempo"][g[2]]))))
+                if g[4] >= 2:
+                    chords.append((cur, token_value(fam["chord"][g[4]])))
+            if is_note:
+                track, pitch, dur, velo = g[5:]
+                if cur is None:
+                    raise DecodeError("a note before any position")
+                if min(track, pitch, dur, velo) == 0:
+                    raise DecodeError("a note without track, pitch, duration and velocity")
+                notes.append((cur, dur, pitch - 1, vel[velo], track - 1))
+        except DecodeError as e:
+            raise DecodeError(f"group {i}: {e}") from None
+    return QScore(np.array(notes, dtype=np.int64).reshape(-1, 5), tempos, tl.timesigs, chords)
 
 
-def _collapse(changes):
+def collapse(changes):
+    """Sorted (position, value) changes with one per position (the last) and no repeated value."""
     out = []
     for p, v in changes:
         if out and out[-1][0] == p:
@@ -470,143 +378,8 @@ def _collapse(changes):
     return out
 
 
-def _decode_groups(tokens: np.ndarray, vocab: Vocabulary, encoding: str) -> QScore:
-    fam = vocab.families
-    tl = _Timeline(vocab)
-    notes, tempos, chords = [], [], []
-    cur = None
-    vel = [0] + velocity_values(vocab.config)
-    for i, g in enumerate(tokens.tolist()):
-        head, beat, tempo, ts, chord, track, pitch, dur, velo = g
-        try:
-            lead = fam["type" if encoding == "cp" else "bar"][head]
-            tsv = None if ts < 2 else tuple(int(x) for x in _value(fam["timesig"][ts]).split("/"))
-            if lead in ("BOS", IGN):
-                continue
-            if lead == "EOS":
-                break
-            if encoding == "cp" and lead == "Metrical":
-                if beat == 1:  # Bar
-                    tl.advance(1, tsv)
-                    cur = None
-                    continue
-                if beat == 0:
-                    raise DecodeError("a metrical group with no bar or position")
-                if tsv is not None:
-                    raise DecodeError("a time signature on a position (only on a bar)")
-                cur = tl.position(beat - 2)
-            elif encoding == "nb":
-                if lead == "Same":
-                    if tsv is not None:
-                        raise DecodeError("a time signature change inside a bar")
-                else:
-                    tl.advance(int(lead[4:]), tsv)
-                if beat < 2:
-                    raise DecodeError("a group with no position")
-                cur = tl.position(beat - 2)
-            if encoding == "nb" or lead == "Metrical":
-                if tempo >= 2:
-                    tempos.append((cur, int(_value(fam["tempo"][tempo]))))
-                if chord >= 2:
-                    chords.append((cur, _value(fam["chord"][chord])))
-            is_note = lead == "Note" if encoding == "cp" else pitch != 0
-            if is_note:
-                if cur is None:
-                    raise DecodeError("a note before any position")
-                if min(track, pitch, dur, velo) == 0:
-                    raise DecodeError("a note without track, pitch, duration and velocity")
-                notes.append((cur, dur, pitch - 1, vel[velo], track - 1))
-            elif encoding == "nb" and max(track, dur, velo) > 0:
-                raise DecodeError("note values in a group with no pitch")
-        except DecodeError as e:
-            raise DecodeError(f"group {i}: {e}") from None
-    if not notes and not tempos:
-        raise DecodeError("no notes")
-    return QScore(np.array(notes, dtype=np.int64).reshape(-1, 5), tempos, tl.timesigs, chords)
 
-
-def _decode_remi(tokens: np.ndarray, vocab: Vocabulary) -> QScore:
-    if tokens.ndim != 1:
-        raise DecodeError("remi tokens must be a flat list")
-    remi = vocab.remi
-    if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(remi)):
-        raise DecodeError(f"id out of range 0..{len(remi) - 1}")
-    tl = _Timeline(vocab)
-    notes, tempos, chords = [], [], []
-    cur, track, pending = None, 0, None  # pending: [pitch, velocity] waiting for its duration
-    toks = [remi[t] for t in tokens.tolist()]
-    for i, tok in enumerate(toks):
-        try:
-            kind = tok.split("_", 1)[0]
-            if pending is not None and kind not in ("Vel", "Dur"):
-                raise DecodeError(f"{tok} after a pitch without velocity and duration")
-            if tok in ("<pad>", "BOS"):
-                continue
-            if tok == "EOS":
-                break
-            if tok == "Bar":
-                nxt = toks[i + 1] if i + 1 < len(toks) else ""
-                ts = tuple(int(x) for x in nxt[8:].split("/")) if nxt.startswith("TimeSig_") else None
-                tl.advance(1, ts)
-                cur = None
-            elif kind == "TimeSig":
-                if i == 0 or toks[i - 1] != "Bar":
-                    raise DecodeError("a time signature not right after a bar")
-            elif kind == "Position":
-                cur = tl.position(int(tok[9:]))
-            elif kind in ("Tempo", "Chord"):
-                if cur is None:
-                    raise DecodeError(f"{tok} before any position")
-                (tempos if kind == "Tempo" else chords).append((cur, int(tok[6:]) if kind == "Tempo" else tok[6:]))
-            elif kind == "Track":
-                track = int(tok[6:])
-            elif kind == "Pitch":
-                if cur is None:
-                    raise DecodeError("a pitch before any position")
-                pending = [int(tok[6:])]
-            elif kind == "Vel":
-                if pending is None or len(pending) != 1:
-                    raise DecodeError("a velocity not right after a pitch")
-                pending.append(int(tok[4:]))
-            elif kind == "Dur":
-                if pending is None or len(pending) != 2:
-                    raise DecodeError("a duration not right after pitch and velocity")
-                notes.append((cur, int(tok[4:]), pending[0], pending[1], track))
-                pending = None
-            else:
-                raise DecodeError(f"unexpected token {tok}")
-        except DecodeError as e:
-            raise DecodeError(f"token {i}: {e}") from None
-    if pending is not None:
-        raise DecodeError("the last pitch has no velocity and duration")
-    if not notes and not tempos:
-        raise DecodeError("no notes")
-    return QScore(np.array(notes, dtype=np.int64).reshape(-1, 5), tempos, tl.timesigs, chords)
-
-
-# ---------------------------------------------------------------------------- strings and MIDI
-
-
-def ids_to_strings(ids: np.ndarray, vocab: Vocabulary, encoding: str) -> list:
-    """Ids to token strings: a list of groups (lists) for cp/nb, a flat list for remi."""
-    if encoding == "remi":
-        return [vocab.remi[i] for i in ids.tolist()]
-    fams = [vocab.families[f] for f in GROUP_FAMILIES[encoding]]
-    return [[fams[f][i] for f, i in enumerate(g)] for g in ids.tolist()]
-
-
-def strings_to_ids(tokens: list, vocab: Vocabulary, encoding: str) -> np.ndarray:
-    """Token strings to ids; an unknown string raises DecodeError naming it."""
-    try:
-        if encoding == "remi":
-            return np.array([vocab.remi_index[t] for t in tokens], dtype=np.int64)
-        maps = [vocab.index[f] for f in GROUP_FAMILIES[encoding]]
-        return np.array([[maps[f][t] for f, t in enumerate(g)] for g in tokens], dtype=np.int64).reshape(
-            -1, len(maps))
-    except KeyError as e:
-        raise DecodeError(f"unknown token {e.args[0]!r} for {encoding}") from None
-    except (TypeError, IndexError):
-        raise DecodeError(f"malformed {encoding} tokens") from None
+# ---------------------------------------------------------------------------- back to ticks
 
 
 def to_music(q: QScore, vocab: Vocabulary, source: str = "") -> Music:

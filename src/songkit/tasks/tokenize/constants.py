@@ -1,4 +1,4 @@
-"""Constants and the vocabulary of the tokenize task (no torch, no numpy).
+"""Constants, training options and the vocabulary of the tokenize task (no torch, no numpy).
 
 A vocabulary is fully determined by a :class:`TokenizerConfig`: every family lists
 every value the config allows, so ids are stable across runs and machines, and the
@@ -18,9 +18,18 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from songkit.core.music import PITCH_CLASSES
+
+TASK = "tokenize"
 VOCAB_FORMAT = "songkit-tokenize-vocab"
 VOCAB_VERSION = 1
 ENCODINGS = ("cp", "nb", "remi")
+GROUP_ENCODINGS = ("cp", "nb")  # the models read token groups
+MODEL_NAMES = ("gru", "linear")
+DEFAULT_MODEL = "gru"  # the shipped checkpoint: NB + GRU on the chorales (make checkpoint-tokenize)
+DEFAULT_ENCODING = "nb"
+LOSSES = ("ce", "focal")
+SPLITS = ("train", "valid", "test", "all")
 
 IGN = "<ign>"  # id 0 in every family: the family is not used by this token group
 CONTI = "<conti>"  # id 1 in tempo/timesig/chord: the value continues unchanged
@@ -40,7 +49,6 @@ QUALITY_INTERVALS = {
     "sus2": (0, 2, 7),
     "sus4": (0, 5, 7),
 }
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 # Families of a token group, in the order they are stored (CP uses `type`, NB uses `bar`).
 GROUP_FAMILIES = {
@@ -67,15 +75,42 @@ class TokenizerConfig:
     max_bar_skip: int = 8  # NB: largest bar jump in one `bar` token (longer gaps get empty groups)
 
     def check(self) -> None:
-        """Raise ValueError for a config that cannot make a vocabulary."""
-        for name in ("grid", "duration_res", "max_duration", "velocity_bins", "tempo_bins",
-                     "max_bar_quarters", "max_tracks", "max_bar_skip"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if not 0 < self.tempo_min < self.tempo_max:
-            raise ValueError("need 0 < tempo_min < tempo_max")
-        if self.velocity_bins > 127:
-            raise ValueError("velocity_bins must be <= 127")
+        """Raise ValueError("field: problem") for a config that cannot make a (small) vocabulary.
+
+        Token files carry their config: it is user input, so every field is an int within bounds
+        that keep the vocabulary under ~10,000 tokens (a huge ``velocity_bins`` once hung the decoder).
+        """
+        for name, (lo, hi) in CONFIG_BOUNDS.items():
+            value = getattr(self, name)
+            if type(value) is not int:
+                raise ValueError(f"{name}: expected an integer, got {value!r}"[:160])
+            if not lo <= value <= hi:
+                raise ValueError(f"{name}: {value} is outside {lo}..{hi}")
+        if self.tempo_min >= self.tempo_max:
+            raise ValueError(f"tempo_min: {self.tempo_min} is not below tempo_max {self.tempo_max}")
+
+
+# Bounds of every TokenizerConfig field (inclusive).
+CONFIG_BOUNDS = {
+    "grid": (1, 48), "duration_res": (1, 96), "max_duration": (1, 64), "velocity_bins": (1, 127),
+    "tempo_min": (1, 999), "tempo_max": (2, 1000), "tempo_bins": (1, 512), "max_bar_quarters": (1, 32),
+    "max_tracks": (1, 128), "max_bar_skip": (1, 64),
+}
+
+
+def parse_json(text: str | bytes, source: str):
+    """``json.loads`` for user input: bad UTF-8, bad JSON, deep nesting and numbers too long for Python
+    are one UserError naming ``source``."""
+    from songkit.core.errors import UserError
+
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError:
+        raise UserError(f"{source}: not UTF-8 text") from None
+    except RecursionError:
+        raise UserError(f"{source}: JSON nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, and ints over Python's digit limit
+        raise UserError(f"{source}: not valid JSON ({str(e)[:80]})") from None
 
 
 def _linspace_int(lo: int, hi: int, n: int) -> list[int]:
@@ -188,25 +223,57 @@ class Vocabulary:
         atomic_write_text(path, json.dumps(d, indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def from_config(cls, config: dict, source: str = "tokenizer config") -> Vocabulary:
+        """A vocabulary from a config dict of user input; an unknown field or a value out of bounds is a
+        UserError naming ``source`` and the field (checked before anything is built)."""
+        from songkit.core.errors import UserError
+
+        if not isinstance(config, dict):
+            raise UserError(f"{source}: config must be an object, got {type(config).__name__}")
+        known = {f.name for f in dataclasses.fields(TokenizerConfig)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown config field {str(unknown[0])[:40]!r}")
+        cfg = TokenizerConfig(**config)
+        try:
+            cfg.check()
+        except ValueError as e:
+            raise UserError(f"{source}: config {e}") from None
+        return cls(cfg)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
         """Read a vocabulary file; a wrong format, version or hash is a UserError."""
         from songkit.core.errors import UserError
 
         p = Path(path)
         try:
-            d = json.loads(p.read_text())
+            d = parse_json(p.read_bytes(), str(p))
         except FileNotFoundError:
             raise UserError(f"{p}: no such vocabulary file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as e:
-            raise UserError(f"{p}: not a JSON vocabulary file ({e})") from None
+        except IsADirectoryError:
+            raise UserError(f"{p}: is a folder, expected a vocabulary JSON file") from None
         if not isinstance(d, dict) or d.get("format") != VOCAB_FORMAT:
             raise UserError(f"{p}: not a songkit tokenize vocabulary")
         if d.get("version") != VOCAB_VERSION:
             raise UserError(f"{p}: vocabulary version {d.get('version')} (this songkit reads {VOCAB_VERSION})")
-        try:
-            vocab = cls(TokenizerConfig(**d["config"]), d["families"], d["remi"])
-        except (TypeError, KeyError) as e:
-            raise UserError(f"{p}: malformed vocabulary ({e})") from None
-        if d.get("hash") != vocab.hash:
+        vocab = cls.from_config(d.get("config"), str(p))
+        if d.get("families") != vocab.families or d.get("remi") != vocab.remi or d.get("hash") != vocab.hash:
             raise UserError(f"{p}: vocabulary hash mismatch (edited by hand?)")
         return vocab
+
+
+@dataclass
+class TrainOptions:
+    """The options of ``songkit train tokenize`` (field names = the CLI's option names)."""
+
+    encoding: str = DEFAULT_ENCODING
+    model: str = DEFAULT_MODEL
+    loss: str = "ce"
+    gamma: float = 2.0
+    seq_len: int = 128
+    d_model: int = 256
+    num_layers: int = 2
+    embed_dim: int = 64
+    dropout: float = 0.1
+    vocab: str | None = None
