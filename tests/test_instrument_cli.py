@@ -1,11 +1,9 @@
 """`songkit instrument`, `songkit train instrument`, `songkit eval instrument` end to end on a
-small NSynth-layout set made here, and the bad inputs of the issue through the CLI."""
+small NSynth-layout set made here, and the bad inputs through the CLI (in-process; one subprocess test)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +13,9 @@ from test_instrument_data import make_nsynth, tone, write_bad_wavs
 from typer.testing import CliRunner
 
 from songkit.cli import app
+from songkit.tasks.instrument.constants import FAMILIES
 
 runner = CliRunner()
-
-
-def run_songkit(*args) -> subprocess.CompletedProcess:
-    """`python -m songkit ARGS` in a real subprocess, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "songkit", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
 
 
 def invoke(*args):
@@ -31,12 +24,12 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A small cnn1d trained through the real CLI (a subprocess, as a user runs it)."""
+    """A small cnn1d trained through the CLI."""
     root = make_nsynth(tmp_path_factory.mktemp("ns"), {"train": 12, "valid": 5, "test": 5})
     run = root.parent / "run"
-    r = run_songkit("-q", "train", "instrument", "--data", root, "--model", "cnn1d", "--epochs", "8", "--lr", "1e-3",
-                "--batch-size", "8", "--out", run, "--device", "cpu", "--no-augment")
-    assert r.returncode == 0, r.stderr
+    r = invoke("-q", "train", "instrument", "--data", root, "--model", "cnn1d", "--epochs", "6", "--lr", "1e-3",
+               "--batch-size", "8", "--out", run, "--device", "cpu", "--no-augment", "--workers", "0")
+    assert r.exit_code == 0, r.output
     assert r.stdout == ""  # results and checkpoints go to files; nothing on stdout
     for name in ("best.ckpt", "last.ckpt", "metrics.jsonl", "curves.png"):
         assert (run / name).is_file()
@@ -72,11 +65,16 @@ def test_eval_table_and_confusion_png(trained, tmp_path):
 
     root, ck = trained
     png = tmp_path / "cm.png"
-    r = invoke("eval", "instrument", "--checkpoint", ck, "--data", root / "nsynth-test", "--png", png)
+    r = invoke("eval", "instrument", "--checkpoint", ck, "--data", root / "nsynth-test", "--confusion", png)
     assert r.exit_code == 0, r.output
-    assert "accuracy" in r.stdout and "mallet" in r.stdout and "precision" in r.stdout
+    assert "accuracy" in r.stdout and "precision" in r.stdout
+    per_family = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[2:13]}
+    assert list(per_family) == FAMILIES  # one row per family: precision, recall, F1, support
+    assert per_family["vocal"] == ["-", "-", "-", "0"] and per_family["bass"][3] == "5"
     img = Image.open(png)
     assert img.format == "PNG" and img.size[0] > 200
+    r = invoke("eval", "instrument", "--checkpoint", ck, "--data", root, "--png", png)
+    assert r.exit_code == 2 and "--confusion" in r.stderr
 
 
 def test_any_rate_channels_and_length_and_windows(trained, tmp_path):
@@ -109,11 +107,11 @@ def test_bad_audio_is_a_one_line_error_naming_the_file(trained, tmp_path, kind, 
 def test_skip_bad_classifies_the_rest_and_counts(trained, tmp_path):
     _, ck = trained
     write_bad_wavs(tmp_path / "in")
-    r = invoke("instrument", tmp_path / "in", "-c", ck, "--json", "--skip-bad")
+    r = invoke("-q", "instrument", tmp_path / "in", "-c", ck, "--json", "--skip-bad")
     assert r.exit_code == 0, r.output
     files = {Path(json.loads(line)["file"]).name for line in r.stdout.splitlines()}
     assert files == {"full.wav", "pcm8.wav", "rate96k.wav", "six_ch.wav"}
-    assert "skipped 4 of 8" in r.stderr
+    assert r.stderr.strip() == "skipped 4 of 8 file(s)"  # a result: shown even under -q
 
 
 def test_missing_audio_in_examples_json(trained, tmp_path):
@@ -122,32 +120,36 @@ def test_missing_audio_in_examples_json(trained, tmp_path):
     root, ck = trained
     copy = tmp_path / "ns"
     shutil.copytree(root, copy)
-    victim = sorted((copy / "nsynth-test" / "audio").glob("*.wav"))[0]
+    victim = min((copy / "nsynth-test" / "audio").glob("*.wav"))
     victim.unlink()
     r = invoke("eval", "instrument", "-c", ck, "--data", copy, "--json")
     assert r.exit_code == 2 and victim.name in r.stderr and "examples.json" in r.stderr
     r = invoke("eval", "instrument", "-c", ck, "--data", copy, "--json", "--skip-bad")
-    assert r.exit_code == 0 and json.loads(r.stdout)["notes"] == 14
+    assert r.exit_code == 0 and json.loads(r.stdout)["notes"] == 14 and json.loads(r.stdout)["skipped"] == 1
     assert "skipped 1 bad entry" in r.stderr
+    r = invoke("-q", "eval", "instrument", "-c", ck, "--data", copy, "--skip-bad")
+    assert r.exit_code == 0 and r.stderr.strip() == "skipped 1 bad note(s)"  # even under -q
 
 
 def test_wrong_checkpoint_and_options(trained, tmp_path):
     root, ck = trained
-    wav = sorted((root / "nsynth-test" / "audio").glob("*.wav"))[0]
+    wav = min((root / "nsynth-test" / "audio").glob("*.wav"))
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
     r = invoke("instrument", wav, "-c", junk)
     assert r.exit_code == 2 and str(junk) in r.stderr
-    r = invoke("eval", "instrument", "-c", ck, "--data", root, "--split", "dev")
-    assert r.exit_code == 2 and "--split" in r.stderr
+    r = invoke("eval", "instrument", "-c", ck, "--data", root, "--split", "val")
+    assert r.exit_code == 2 and "--split val: expected train, valid, test" in r.stderr
+    r = invoke("eval", "instrument", "-c", ck, "--data", root, "--split", "valid", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["split"] == "valid" and json.loads(r.stdout)["notes"] == 15
     r = invoke("train", "instrument", "--data", root, "--model", "resnet", "--out", tmp_path / "r")
-    assert r.exit_code == 2 and "resnet" in r.stderr
+    assert r.exit_code == 2 and "--model resnet: expected one of linear, lstm" in r.stderr
 
 
 def test_resume_continues_a_killed_run(trained, tmp_path):
     root, _ = trained
-    args = ["train", "instrument", "--data", root, "--model", "cnn1d", "--batch-size", "16", "--device", "cpu",
-            "--out", tmp_path / "r"]
+    args = ["train", "instrument", "--data", root, "--model", "linear", "--batch-size", "16", "--device", "cpu",
+            "--out", tmp_path / "r", "--workers", "0"]
     assert invoke(*args, "--epochs", "1").exit_code == 0
     r = invoke(*args, "--epochs", "2", "--resume")
     assert r.exit_code == 0, r.output
@@ -173,7 +175,7 @@ def test_default_checkpoint_runs_without_options(tmp_path):
 
 def test_audio_on_stdin(trained):
     root, ck = trained
-    wav = sorted((root / "nsynth-test" / "audio").glob("bass*.wav"))[0]
+    wav = min((root / "nsynth-test" / "audio").glob("bass*.wav"))
     r = runner.invoke(app, ["instrument", "-", "-c", str(ck), "--json"], input=wav.read_bytes())
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["file"] == "-" and json.loads(r.stdout)["family"] == "bass"
@@ -181,11 +183,26 @@ def test_audio_on_stdin(trained):
     assert r.exit_code == 2 and r.stderr.startswith("songkit: error: -: ")
 
 
-def test_max_notes_caps_the_split(trained):
+def test_limit_caps_the_split(trained):
     root, ck = trained
-    r = invoke("eval", "instrument", "-c", ck, "--data", root, "--json", "--max-notes", "6")
+    r = invoke("eval", "instrument", "-c", ck, "--data", root, "--json", "--limit", "6")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["notes"] == 6 and "using 6 of" in r.stderr
+
+
+def test_table_in_a_pipe_never_wraps_long_paths(trained, tmp_path):
+    root, ck = trained
+    deep = tmp_path / ("a-very-long-folder-name-" * 6) / "and-another-long-one"
+    deep.mkdir(parents=True)
+    wavs = sorted((root / "nsynth-test" / "audio").glob("*.wav"))[:3]
+    for w in wavs:
+        (deep / w.name).write_bytes(w.read_bytes())
+    r = invoke("instrument", deep, "-c", ck)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and lines[0].split() == ["file", "family", "probability"]
+    for line, w in zip(lines[1:], wavs):
+        assert line.startswith(str(deep / w.name)) and len(line.split()) == 3  # one file, one line
 
 
 def test_data_command_names_a_missing_soundfont(tmp_path):
@@ -214,3 +231,19 @@ def test_data_command_renders_and_packs(tmp_path):
     meta = json.loads((tmp_path / "ns" / "nsynth-test" / "examples.json").read_text())
     assert {e["soundfont"] for e in meta.values()} == {"held-out.sf2"}  # held out by SoundFont
     assert {e["instrument_family_str"] for e in meta.values()} <= {"bass", "reed"}
+
+
+def test_same_seed_same_weights_through_the_cli(cli, tmp_path):
+    """The issue's command (on a small set, --workers 0 and the default) twice: identical last.ckpt
+    weights. A real subprocess, as a user runs it."""
+    import torch
+
+    root = make_nsynth(tmp_path / "ns", {"train": 4, "valid": 2})
+    args = ["train", "instrument", "--data", root, "--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size", "4",
+            "--seed", "3", "--device", "cpu", "--augment"]
+    r = cli("-q", *args, "--out", tmp_path / "a", "--workers", "0")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert invoke(*args, "--out", tmp_path / "b", "--workers", "2").exit_code == 0
+    a = torch.load(tmp_path / "a" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -13,7 +13,14 @@ import soundfile as sf
 
 from songkit.core.errors import UserError
 from songkit.tasks.instrument import data as D
-from songkit.tasks.instrument.spec import FAMILIES, GM_FAMILY, NOTE_SAMPLES, SAMPLE_RATE
+from songkit.tasks.instrument import nsynth as N
+from songkit.tasks.instrument import render as R
+from songkit.tasks.instrument.constants import (
+    FAMILIES,
+    GM_FAMILY,
+    NOTE_SAMPLES,
+    SAMPLE_RATE,
+)
 
 SR = SAMPLE_RATE
 
@@ -83,22 +90,28 @@ def write_bad_wavs(d: Path) -> dict[str, Path]:
     return out
 
 
+def read_notes(examples, clip_samples: int = SR):
+    """Every note of ``examples`` through the streaming Dataset: (clips (N, clip), labels, problems)."""
+    items = [N.NSynthNotes(examples, clip_samples)[i] for i in range(len(examples))]
+    return np.stack([it[0] for it in items]), [it[1] for it in items], [it[3] for it in items]
+
+
 # ----------------------------------------------------------------------------- the layout
 def test_split_dirs_root_split_and_examples_json(tmp_path):
     root = make_nsynth(tmp_path / "ns", {"train": 1, "test": 1})
-    assert set(D.split_dirs(root)) == {"train", "test"}
-    assert D.split_dirs(root / "nsynth-train") == {"train": root / "nsynth-train"}
-    assert D.split_dirs(root / "nsynth-test" / "examples.json") == {"test": root / "nsynth-test"}
+    assert set(N.split_dirs(root)) == {"train", "test"}
+    assert N.split_dirs(root / "nsynth-train") == {"train": root / "nsynth-train"}
+    assert N.split_dirs(root / "nsynth-test" / "examples.json") == {"test": root / "nsynth-test"}
     with pytest.raises(UserError, match="no NSynth split"):
-        D.split_dirs(tmp_path)
+        N.split_dirs(tmp_path)
     with pytest.raises(UserError, match="no such file"):
-        D.split_dirs(tmp_path / "nope")
+        N.split_dirs(tmp_path / "nope")
 
 
 def test_read_examples_labels_and_family_index_kept(tmp_path):
     root = make_nsynth(tmp_path / "ns", {"train": 3})
-    ex = D.read_examples(root / "nsynth-train")
-    assert len(ex) == 9
+    ex, bad = N.read_examples(root / "nsynth-train")
+    assert len(ex) == 9 and bad == 0
     # NSynth's index order: bass 0, mallet 5, organ 6, even with the other families absent
     assert sorted({e.family for e in ex}) == [0, 5, 6]
     assert all(e.audio.is_file() for e in ex)
@@ -106,12 +119,13 @@ def test_read_examples_labels_and_family_index_kept(tmp_path):
 
 def test_examples_json_naming_missing_audio(tmp_path, caplog):
     root = make_nsynth(tmp_path / "ns", {"train": 3})
-    victim = sorted((root / "nsynth-train" / "audio").glob("*.wav"))[0]
+    victim = min((root / "nsynth-train" / "audio").glob("*.wav"))
     victim.unlink()
     with pytest.raises(UserError) as e:
-        D.read_examples(root / "nsynth-train")
+        N.read_examples(root / "nsynth-train")
     assert victim.name in e.value.message and "examples.json" in e.value.message and "--skip-bad" in e.value.message
-    assert len(D.read_examples(root / "nsynth-train", skip_bad=True)) == 8
+    kept, bad = N.read_examples(root / "nsynth-train", skip_bad=True)
+    assert len(kept) == 8 and bad == 1
 
 
 def test_examples_json_malformed(tmp_path):
@@ -119,27 +133,26 @@ def test_examples_json_malformed(tmp_path):
     d.mkdir()
     (d / "examples.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
-        D.read_examples(d)
+        N.read_examples(d)
     (d / "examples.json").write_text(json.dumps({"x": {"instrument_family": 42}}))
     with pytest.raises(UserError, match="outside 0..10"):
-        D.read_examples(d)
+        N.read_examples(d)
 
 
 @pytest.mark.parametrize("kind, message", [("empty", "empty"), ("truncated", "truncated"),
                                            ("not_audio", "not a readable audio file"), ("silent", "silent")])
 def test_bad_wavs_name_the_file(tmp_path, kind, message):
     bad = write_bad_wavs(tmp_path / "bad")
-    ex = [D.Example("x", 0, bad[kind])]
-    with pytest.raises(UserError) as e:
-        D.load_clips(ex, SR)
-    assert str(bad[kind]) in e.value.message and message in e.value.message
+    clips, _labels, problems = read_notes([N.Example("x", 0, bad[kind])])
+    assert str(bad[kind]) in problems[0] and message in problems[0] and len(problems[0].splitlines()) == 1
+    assert not clips.any()
 
 
 def test_odd_but_valid_wavs_are_read(tmp_path):
     bad = write_bad_wavs(tmp_path / "bad")
-    ex = [D.Example("a", 6, bad["pcm8"]), D.Example("b", 6, bad["rate96k"]), D.Example("c", 5, bad["six_ch"])]
-    waves, labels, kept = D.load_clips(ex, SR)
-    assert waves.shape == (3, SR) and labels.tolist() == [6, 6, 5]
+    ex = [N.Example("a", 6, bad["pcm8"]), N.Example("b", 6, bad["rate96k"]), N.Example("c", 5, bad["six_ch"])]
+    waves, labels, problems = read_notes(ex)
+    assert waves.shape == (3, SR) and labels == [6, 6, 5] and problems == ["", "", ""]
     # 8-bit: the organ tone survives 8-bit quantisation
     ref = tone("organ", 60)[:SR]
     assert np.corrcoef(waves[0], ref)[0, 1] > 0.99
@@ -151,12 +164,12 @@ def test_odd_but_valid_wavs_are_read(tmp_path):
     assert np.allclose(waves[2], ref, atol=2e-4)
 
 
-def test_skip_bad_counts_and_keeps_the_good(tmp_path):
+def test_collate_sets_bad_notes_aside(tmp_path):
     bad = write_bad_wavs(tmp_path / "bad")
-    ex = [D.Example(k, 0, p) for k, p in bad.items()]
-    waves, labels, kept = D.load_clips(ex, SR, skip_bad=True)
-    assert [e.note_str for e in kept] == ["pcm8", "rate96k", "six_ch"]
-    assert waves.shape == (3, SR)
+    ds = N.NSynthNotes([N.Example(k, 6, p) for k, p in sorted(bad.items())], SR)
+    batch = N.Collate()([ds[i] for i in range(len(ds))])
+    assert batch.waves.shape == (3, SR) and batch.labels.tolist() == [6, 6, 6] and batch.targets is None
+    assert len(batch.problems) == 4 and all("bad" in p for p in batch.problems)
 
 
 # ----------------------------------------------------------------------------- GM mapping and splits
@@ -178,7 +191,7 @@ def test_gm_mapping_golden():
 
 def test_split_by_soundfont_holds_out_the_last_soundfont():
     a, b = Path("a.sf2"), Path("b.sf2")
-    plan = D.plan_instruments([a, b], "soundfont")
+    plan = R.plan_instruments([a, b], "soundfont")
     assert {i.split for i in plan if i.soundfont == a} == {"train"}
     held = [i for i in plan if i.soundfont == b]
     assert {i.split for i in held} == {"valid", "test"}
@@ -190,7 +203,7 @@ def test_split_by_soundfont_holds_out_the_last_soundfont():
 
 def test_split_by_program_never_splits_an_instrument_across_splits():
     a, b = Path("a.sf2"), Path("b.sf2")
-    plan = D.plan_instruments([a, b], "program", seed=3)
+    plan = R.plan_instruments([a, b], "program", seed=3)
     by_program: dict[int, set] = {}
     for i in plan:
         by_program.setdefault(i.program, set()).add(i.split)
@@ -198,7 +211,7 @@ def test_split_by_program_never_splits_an_instrument_across_splits():
     held_families = {i.family for i in plan if i.split == "test"}
     assert {"keyboard", "guitar", "bass", "string", "reed", "flute", "brass", "synth_lead"} <= held_families
     with pytest.raises(UserError, match="at least two"):
-        D.plan_instruments([a], "soundfont")
+        R.plan_instruments([a], "soundfont")
 
 
 # ----------------------------------------------------------------------------- packing and the embedded set
@@ -221,10 +234,10 @@ def test_pack_unpack_round_trip(tmp_path):
 @pytest.mark.skipif(not D.EMBEDDED_ARCHIVE.is_file(), reason="the embedded set is not built yet")
 def test_embedded_set_unpacks_to_nsynth_layout():
     root = D.embedded_root()
-    dirs = D.split_dirs(root)
+    dirs = N.split_dirs(root)
     assert set(dirs) == {"train", "valid", "test"}
-    train = D.read_examples(dirs["train"])
-    test = D.read_examples(dirs["test"])
+    train, _ = N.read_examples(dirs["train"])
+    test, _ = N.read_examples(dirs["test"])
     assert len({e.family for e in train}) == len(FAMILIES)
     # held-out instruments: no instrument in both train and test
     assert not {e.instrument_str for e in train} & {e.instrument_str for e in test}
@@ -251,7 +264,7 @@ def test_render_from_soundfont(tmp_path):
     # the same SoundFont twice: the second copy is "held out" (split by SoundFont)
     copy = tmp_path / "copy.sf2"
     shutil.copy(SF2, copy)
-    counts = D.build_dataset([SF2, copy], tmp_path / "ns", pitch_step=24, velocities=[100],
+    counts = R.build_dataset([SF2, copy], tmp_path / "ns", pitch_step=24, velocities=[100],
                              families=["bass", "flute", "organ"])
     assert counts["train"] > 0 and counts["valid"] + counts["test"] > 0
     meta = json.loads((tmp_path / "ns" / "nsynth-train" / "examples.json").read_text())
@@ -262,5 +275,6 @@ def test_render_from_soundfont(tmp_path):
     x, sr = sf.read(tmp_path / "ns" / "nsynth-train" / "audio" / f"{name}.wav")
     assert sr == SR and x.shape == (NOTE_SAMPLES,) and 0.5 < np.abs(x).max() <= 0.91
     assert np.sqrt(np.mean(x[:SR] ** 2)) > 1e-3  # sounds in the first second
-    waves, labels, kept = D.load_clips(D.read_examples(tmp_path / "ns" / "nsynth-train"), SR)
-    assert len(kept) == counts["train"]
+    examples, _ = N.read_examples(tmp_path / "ns" / "nsynth-train")
+    waves, _labels, problems = read_notes(examples)
+    assert len(examples) == counts["train"] and not any(problems) and (np.abs(waves).max(1) > 0.01).all()

@@ -8,18 +8,20 @@ MODELS = {name: (ConfigDataclass, ModuleClass)}:
   blstm      the same, bidirectional (last step of both directions' outputs, as the seed)
   cnn1d      1D CNN over log-mel (Dieleman 2014): convolution along time, mel bins as channels
   cnn2d      2D CNN in the style of Choi et al.'s FCN-4, scaled to a 64 x 101 log-mel
+  cnn2d_deep a deeper 2D CNN: 4 VGG blocks of two 3x3 convolutions, global mean + max pooling
   samplecnn  Sample-CNN (Lee et al. 2017) on the raw waveform: 3^n model, filters of 3
   linear     the baseline: logistic regression on log-mel band means and deviations
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from songkit.tasks.instrument.spec import (
+from songkit.tasks.instrument.constants import (
     CLIP_SAMPLES,
     FAMILIES,
     FMIN,
@@ -46,6 +48,8 @@ class LSTMConfig:
 
 class LSTMClassifier(nn.Module):
     """Raw samples framed as (B, 100, 160) -> LSTM -> Linear on the last time step."""
+
+    use_amp = False  # bf16 LSTM steps measured no faster on a CPU (docs/instrument.md): stays fp32
 
     def __init__(self, cfg: LSTMConfig):
         super().__init__()
@@ -79,10 +83,37 @@ class MelConfig:
     hop: int = HOP
     n_mels: int = N_MELS
     fmin: float = FMIN
+    frontend: str = "logmel"  # logmel | pcen (per-channel energy normalisation, Wang et al. 2017)
+
+    def check(self) -> None:
+        """Ranges a checkpoint's config must respect (ValueError "field: problem")."""
+        if not 1 <= self.n_mels <= 512:
+            raise ValueError(f"n_mels: {self.n_mels} outside 1..512")
+        if not 0 < self.hop <= self.n_fft <= 1 << 16:
+            raise ValueError(f"n_fft: {self.n_fft} with hop {self.hop} (need 0 < hop <= n_fft <= 65536)")
+        if not 0 <= self.fmin < self.sample_rate / 2:
+            raise ValueError(f"fmin: {self.fmin} not below Nyquist ({self.sample_rate / 2:g} Hz)")
+        if not self.n_fft <= self.clip_samples <= 10 * SAMPLE_RATE:
+            raise ValueError(f"clip_samples: {self.clip_samples} outside n_fft..{10 * SAMPLE_RATE}")
+        if self.frontend not in ("logmel", "pcen"):
+            raise ValueError(f"frontend: {self.frontend!r}, expected logmel or pcen")
+
+
+def pcen(mel: torch.Tensor, s: float = 0.04, alpha: float = 0.98, delta: float = 2.0, r: float = 0.5,
+         eps: float = 1e-6) -> torch.Tensor:
+    """Per-channel energy normalisation of a mel power spectrogram ``(B, M, T)`` (librosa's defaults
+    for alpha, delta, r; ``s`` for a 10 ms hop): each band divided by its own smoothed energy, so
+    a sample set's level and spectral tilt matter less than how each band evolves."""
+    smooth = [mel[..., 0]]
+    for t in range(1, mel.shape[-1]):  # first-order IIR along time
+        smooth.append((1 - s) * smooth[-1] + s * mel[..., t])
+    m = torch.stack(smooth, dim=-1)  # (B, M, T)
+    return (mel / (eps + m) ** alpha + delta) ** r - delta**r
 
 
 class LogMel(nn.Module):
-    """(B, N) audio -> (B, n_mels, T) log-mel, normalised per mel bin by a BatchNorm (as FCN-4's input BN)."""
+    """(B, N) audio -> (B, n_mels, T) log-mel (or PCEN), normalised per mel bin by a BatchNorm
+    (as FCN-4's input BN)."""
 
     def __init__(self, cfg: MelConfig):
         super().__init__()
@@ -96,6 +127,8 @@ class LogMel(nn.Module):
         with torch.autocast(device_type=wave.device.type, enabled=False):  # STFT in float32
             mel = log_mel(wave[:, : c.clip_samples].float(), sample_rate=c.sample_rate, n_fft=c.n_fft, hop=c.hop,
                           n_mels=c.n_mels, fmin=c.fmin, eps=1e-8)  # (B, M, T)
+            if c.frontend == "pcen":
+                mel = pcen(torch.exp(mel) * 2**31)  # PCEN's constants assume integer-scaled audio (librosa)
         return self.norm(mel)
 
 
@@ -160,6 +193,8 @@ class CNN2DConfig(MelConfig):
 
 
 class CNN2D(nn.Module):
+    channels_last = True  # conv2d: the fast layout for bf16/fp16 kernels (core.device.place_model)
+
     def __init__(self, cfg: CNN2DConfig):
         super().__init__()
         self.cfg = cfg
@@ -175,6 +210,38 @@ class CNN2D(nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         h = self.body(self.mel(wave)[:, None])  # (B, C, M', T'): 1 x 1 for the default 64 x 101 input
         return self.head(h.amax(dim=(2, 3)))  # global max pool for other input sizes
+
+
+@dataclass
+class CNN2DDeepConfig(MelConfig):
+    """A deeper 2D CNN (VGG-style, as the short-chunk CNN of Won et al. 2020): blocks of two 3x3
+    conv + BN + ReLU and a 2x2 max-pool, then global mean + max pooling over (mel, time), so nothing
+    depends on where in the spectrogram a pattern sits."""
+
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    dropout: float = 0.3
+    num_classes: int = len(FAMILIES)
+
+
+class CNN2DDeep(nn.Module):
+    channels_last = True
+
+    def __init__(self, cfg: CNN2DDeepConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mel = LogMel(cfg)
+        layers, c_in = [], 1
+        for c_out in cfg.channels:
+            for c in (c_in, c_out):
+                layers += [nn.Conv2d(c, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * c_in, cfg.num_classes))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        h = self.body(self.mel(wave)[:, None])  # (B, C, M / 16, T / 16)
+        return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))  # (B, 2C) -> (B, 11)
 
 
 # ----------------------------------------------------------------------------- Sample-CNN
@@ -196,7 +263,7 @@ class SampleCNN(nn.Module):
         self.cfg = cfg
         ch = cfg.channels
         layers = [nn.Conv1d(1, ch[0], 3, stride=3), nn.BatchNorm1d(ch[0]), nn.ReLU()]  # sample-level strided conv
-        for c_in, c_out in zip(ch[:-1], ch[1:]):
+        for c_in, c_out in itertools.pairwise(ch):
             layers += [nn.Conv1d(c_in, c_out, 3, padding=1), nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(3)]
         layers += [nn.Conv1d(ch[-1], ch[-1], 1), nn.BatchNorm1d(ch[-1]), nn.ReLU()]
         self.body = nn.Sequential(*layers)
@@ -216,22 +283,16 @@ MODELS: dict[str, tuple[type, type]] = {
     "blstm": (BLSTMConfig, LSTMClassifier),
     "cnn1d": (CNN1DConfig, CNN1D),
     "cnn2d": (CNN2DConfig, CNN2D),
+    "cnn2d_deep": (CNN2DDeepConfig, CNN2DDeep),
     "samplecnn": (SampleCNNConfig, SampleCNN),
 }
 
 
 def build_model(name: str, config: dict | None = None) -> nn.Module:
-    """A model by name, from a config dict (a checkpoint's) or the defaults."""
-    from songkit.core.errors import UserError
-
-    if name not in MODELS:
-        raise UserError(f"--model {name}: expected one of {', '.join(MODELS)}")
+    """A model by name, from a config dict (a checkpoint's) or the defaults (for tests and benchmarks;
+    checkpoints load through core.checkpoint.load_model)."""
     cfg_cls, module_cls = MODELS[name]
-    try:
-        cfg = cfg_cls(**(config or {}))
-    except TypeError as e:
-        raise UserError(f"model '{name}': config does not fit ({e})") from None
-    return module_cls(cfg)
+    return module_cls(cfg_cls(**(config or {})))
 
 
 def input_samples(model: nn.Module) -> int:

@@ -1,9 +1,12 @@
-"""Constants of the instrument task: NSynth's label vocabulary, the signal chain, GM mapping.
+"""Constants of the instrument task: NSynth's label vocabulary, the signal chain, the GM mapping,
+the model names and ``train instrument``'s own options.
 
-No torch or numpy here. Everything derived from a few numbers (whisper-style).
+No torch or numpy here (the CLI imports it). Everything derived from a few numbers (whisper-style).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 TASK = "instrument"
 
@@ -112,4 +115,21 @@ GM_NAMES = [
     "Bird Tweet", "Telephone Ring", "Helicopter", "Applause", "Gunshot",
 ]
 
-DEFAULT_MODEL = "cnn2d"
+MODEL_NAMES = ("linear", "lstm", "blstm", "cnn1d", "cnn2d", "cnn2d_deep", "samplecnn")
+DEFAULT_MODEL = "cnn2d"  # the shipped checkpoint's model
+
+# --- limits of what songkit reads from an examples.json ---------------------------------
+MAX_JSON_DEPTH = 32  # an NSynth entry is 3 levels deep; deeper nesting is refused before parsing
+MIDI_PITCHES = (0, 127)
+MIDI_VELOCITIES = (0, 127)
+
+
+@dataclass
+class TrainOptions:
+    """`songkit train instrument`'s own options (field names = CLI option names with - -> _)."""
+
+    model: str = DEFAULT_MODEL
+    augment: bool = False
+    mixup: float = 0.2
+    skip_bad: bool = False
+    limit: int = 0  # a seeded random N training notes (validation N/4); 0: all
