@@ -105,10 +105,10 @@ bench-tokenize: bench-deps
 # shipped weights stored as float16 (about 4 MB)
 checkpoint-segment:
 	mkdir -p $(RUNS)
-	OMP_NUM_THREADS=1 songkit train segment --model unet --width 16 --out $(RUNS)/segment-default --epochs 30 --size 64 \
+	OMP_NUM_THREADS=1 songkit train segment --model unet --width 16 --out $(RUNS)/segment-default --force --epochs 30 --size 64 \
 		--batch-size 8 --lr 4e-3 --seed 0 --device cpu > $(RUNS)/segment-default.log 2>&1 || \
 		(tail -5 $(RUNS)/segment-default.log; exit 1)
-	$(PYTHON) -c "from songkit.tasks.segment.task import export_checkpoint as e; \
+	$(PYTHON) -c "from songkit.tasks.segment.train import export_checkpoint as e; \
 		e('$(RUNS)/segment-default/best.ckpt', 'src/songkit/tasks/segment/weights/default.ckpt')"
 
 bench-segment:

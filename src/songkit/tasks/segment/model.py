@@ -1,8 +1,10 @@
 """Segmentation models: every one maps (B, 3, H, W) images to (B, C, H, W) logits.
 
 ``MODELS = {name: (ConfigDataclass, ModuleClass)}``; a checkpoint stores the config as a
-dict and ``build_model(name, config)`` rebuilds the module from it. H and W must be
-multiples of 32 (the data pipeline pads to that).
+dict and the one loader (``core.checkpoint.load_model``) rebuilds the module from it. Every config
+holds what the model's inputs depend on (input size, normalisation mean and std), so prediction uses
+the values the model was trained with. H and W must be multiples of 32 (the data pipeline pads to that).
+All models are conv nets: ``channels_last = True`` (core runs them channels-last under autocast).
 
 - ``fcn``: the seed's baseline, exactly (five stride-2 convs, five stride-2 transposed convs).
 - ``unet``: Ronneberger et al. 2015 with batch norm and padded convs (width configurable).
@@ -16,12 +18,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from songkit.tasks.segment.spec import NUM_CLASSES
+from songkit.tasks.segment.constants import (
+    INITS,
+    MAX_SIZE,
+    MEAN,
+    MIN_SIZE,
+    NUM_CLASSES,
+    STD,
+)
 
 # ---------------------------------------------------------------- initialisation
 
@@ -46,16 +56,55 @@ def init_weights(module: nn.Module, scheme: str) -> None:
             nn.init.zeros_(m.bias)
 
 
+# ---------------------------------------------------------------- what every model's inputs depend on
+
+
+@dataclass
+class InputConfig:
+    """Fields every segmentation config has: the classes, the initialisation, and the input pipeline
+    (shorter side fed to the model, per-channel normalisation), saved in the checkpoint."""
+
+    num_classes: int = NUM_CLASSES
+    init: str = "kaiming"  # the seed's U-Net used Kaiming
+    size: int = 64  # training crop side; the shorter picture side at prediction
+    mean: tuple[float, float, float] = MEAN
+    std: tuple[float, float, float] = STD
+
+    def check(self) -> None:
+        """Ranges of the fields (ValueError "field: problem"; the loader turns it into a UserError)."""
+        if not 1 <= self.num_classes <= 255:
+            raise ValueError(f"num_classes: {self.num_classes} outside 1-255 (255 is void)")
+        if self.init not in INITS:
+            raise ValueError(f"init: {self.init!r} not one of {', '.join(INITS)}")
+        if not MIN_SIZE <= self.size <= MAX_SIZE or self.size % 32:
+            raise ValueError(f"size: {self.size} is not a multiple of 32 in {MIN_SIZE}-{MAX_SIZE}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(isinstance(v, (int, float)) and -10 <= v <= 10 for v in values):
+                raise ValueError(f"{name}: expected 3 numbers, got {values!r}")
+        if not all(v > 1e-3 for v in self.std):
+            raise ValueError(f"std: {self.std!r} has a value at or below 0.001")
+
+
+class ConvNet(nn.Module):
+    """Base of every model here: conv nets, channels-last under autocast (read by core.device.place_model)."""
+
+    channels_last: ClassVar[bool] = True
+
+    def __init__(self, cfg: InputConfig):
+        super().__init__()
+        self.cfg = cfg  # infer.py reads size/mean/std from the loaded model
+
+
 # ---------------------------------------------------------------- the seed's baseline FCN
 
 
 @dataclass
-class FCNConfig:
-    num_classes: int = NUM_CLASSES
+class FCNConfig(InputConfig):
     init: str = "xavier"  # the seed's baseline used Xavier
 
 
-class FCN(nn.Module):
+class FCN(ConvNet):
     """The seed's baseline: conv(3x3, stride 2) -> ReLU -> BN five times (3-32-64-128-256-512),
     then transposed conv(3x3, stride 2, output_padding 1) -> ReLU -> BN five times
     (512-512-256-128-64-32), then a 1x1 classifier. 5,500,245 parameters for 21 classes.
@@ -65,7 +114,7 @@ class FCN(nn.Module):
     """
 
     def __init__(self, cfg: FCNConfig):
-        super().__init__()
+        super().__init__(cfg)
         enc = (3, 32, 64, 128, 256, 512)
         dec = (512, 512, 256, 128, 64, 32)
         self.encoder = nn.ModuleList(
@@ -94,10 +143,13 @@ class FCN(nn.Module):
 
 
 @dataclass
-class UNetConfig:
-    num_classes: int = NUM_CLASSES
+class UNetConfig(InputConfig):
     base: int = 32  # widths base, 2*base, ... 16*base (64 in the paper: 31 M parameters)
-    init: str = "kaiming"  # the seed's U-Net used Kaiming
+
+    def check(self) -> None:
+        super().check()
+        if not 1 <= self.base <= 256:
+            raise ValueError(f"base: {self.base} outside 1-256")
 
 
 def _double_conv(a: int, b: int) -> nn.Sequential:
@@ -107,11 +159,11 @@ def _double_conv(a: int, b: int) -> nn.Sequential:
     )
 
 
-class UNet(nn.Module):
+class UNet(ConvNet):
     """U-Net: four max-pool downs, four transposed-conv ups with skip concatenation."""
 
     def __init__(self, cfg: UNetConfig):
-        super().__init__()
+        super().__init__(cfg)
         w = [cfg.base * 2**i for i in range(5)]
         self.inc = _double_conv(3, w[0])
         self.downs = nn.ModuleList(_double_conv(w[i], w[i + 1]) for i in range(4))
@@ -134,15 +186,22 @@ class UNet(nn.Module):
 
 
 @dataclass
-class ERFNetConfig:
-    num_classes: int = NUM_CLASSES
-    init: str = "kaiming"
+class ERFNetConfig(InputConfig):
     drop_64: float = 0.03  # dropout of the five 64-channel blocks (reference code)
     drop_128: float = 0.3  # dropout of the eight dilated 128-channel blocks (reference code)
     drop_decoder: float = 0.0
     blocks_64: int = 5
     dilated_rounds: int = 2  # rounds of dilations (2, 4, 8, 16)
     decoder_blocks: int = 2  # factorised blocks after each upsampler
+
+    def check(self) -> None:
+        super().check()
+        for name in ("drop_64", "drop_128", "drop_decoder"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}: {getattr(self, name)} outside [0, 1)")
+        for name in ("blocks_64", "dilated_rounds", "decoder_blocks"):
+            if not 0 <= getattr(self, name) <= 16:
+                raise ValueError(f"{name}: {getattr(self, name)} outside 0-16")
 
 
 class DownsamplerBlock(nn.Module):
@@ -190,11 +249,11 @@ class UpsamplerBlock(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
 
-class ERFNet(nn.Module):
+class ERFNet(ConvNet):
     """Encoder to 1/8 resolution (factorised dilated residual blocks), small decoder back up."""
 
     def __init__(self, cfg: ERFNetConfig):
-        super().__init__()
+        super().__init__(cfg)
         enc: list[nn.Module] = [DownsamplerBlock(3, 16), DownsamplerBlock(16, 64)]
         enc += [NonBottleneck1D(64, cfg.drop_64, 1) for _ in range(cfg.blocks_64)]
         enc.append(DownsamplerBlock(64, 128))
@@ -307,17 +366,21 @@ class ResNet34Encoder(nn.Module):
 
 
 @dataclass
-class ResNetUNetConfig:
-    num_classes: int = NUM_CLASSES
-    init: str = "kaiming"  # for the decoder, and the encoder when no weights are loaded
+class ResNetUNetConfig(InputConfig):
+    # init: for the decoder, and the encoder when no weights are loaded
     decoder: tuple[int, ...] = (256, 128, 64, 32, 16)  # widths at H/16, H/8, H/4, H/2, H
 
+    def check(self) -> None:
+        super().check()
+        if len(self.decoder) != 5 or not all(isinstance(v, int) and 1 <= v <= 1024 for v in self.decoder):
+            raise ValueError(f"decoder: expected 5 widths in 1-1024, got {self.decoder!r}")
 
-class ResNet34UNet(nn.Module):
+
+class ResNet34UNet(ConvNet):
     """U-Net decoder over the ResNet34 encoder (as segmentation_models_pytorch's Unet('resnet34'))."""
 
     def __init__(self, cfg: ResNetUNetConfig):
-        super().__init__()
+        super().__init__(cfg)
         self.encoder = ResNet34Encoder()
         skips = (256, 128, 64, 64, 0)  # encoder channels joined at each decoder stage
         a = 512
@@ -349,13 +412,10 @@ MODELS = {
 }
 
 
-def build_model(name: str, config: dict | None = None) -> nn.Module:
-    """Build model ``name`` from a config dict (a checkpoint's ``config``) or the defaults."""
+def build_model(name: str, **fields) -> nn.Module:
+    """Model ``name`` with its default config, ``fields`` overriding some (tests, benchmarks)."""
     cfg_cls, cls = MODELS[name]
-    cfg = cfg_cls(**(config or {}))
-    if isinstance(getattr(cfg, "decoder", None), list):
-        cfg.decoder = tuple(cfg.decoder)
-    return cls(cfg)
+    return cls(cfg_cls(**fields))
 
 
 def count_parameters(model: nn.Module) -> int:
