@@ -80,7 +80,10 @@ def _int_field(entry: dict, name: str, lo: int, hi: int, required: bool) -> str 
 
 
 def _short(value) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    """A value for a one-line message: containers by kind (they may nest deeply), scalars cut at 40."""
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "an array"
+    text = json.dumps(value) if isinstance(value, str) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -93,7 +96,7 @@ def _str_field(entry: dict, name: str) -> str | None:
 def check_entry(key: str, entry) -> str | None:
     """What is wrong with one ``examples.json`` entry, or None. Checks every field songkit reads."""
     if not isinstance(entry, dict):
-        return f"is {type(entry).__name__}, expected an object"
+        return f"is {_short(entry)}, expected an object"
     problem = (_int_field(entry, "instrument_family", 0, len(FAMILIES) - 1, True)
                or _int_field(entry, "pitch", *MIDI_PITCHES, False)
                or _int_field(entry, "velocity", *MIDI_VELOCITIES, False)
@@ -102,7 +105,8 @@ def check_entry(key: str, entry) -> str | None:
     if problem:
         return problem
     note_str = entry.get("note_str", key)
-    if not note_str or "/" in note_str or "\\" in note_str or "\x00" in note_str or note_str.startswith("."):
+    if (not note_str or len(note_str) > 200 or note_str.startswith(".")
+            or any(c in "/\\" or ord(c) < 32 for c in note_str)):
         return f"has note_str {_short(note_str)}, not a file name"
     return None
 
