@@ -10,8 +10,15 @@ import pytest
 
 from songkit.core.errors import UserError
 from songkit.tasks.tokenize import codec, data, readers
-from songkit.tasks.tokenize.quantise import QScore, DecodeError, differences, quantise, recognise_chords, to_music
 from songkit.tasks.tokenize.constants import ENCODINGS, TokenizerConfig, Vocabulary
+from songkit.tasks.tokenize.quantise import (
+    DecodeError,
+    QScore,
+    differences,
+    quantise,
+    recognise_chords,
+    to_music,
+)
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
 POP909 = SHARED / "pop909" / "POP909"
@@ -231,5 +238,5 @@ def test_roundtrip_other_grids(tmp_path, cfg):
     path = make_midi(tmp_path / "a.mid", tpq=1000, tracks=2, ts=((0, 4, 4), (12000, 5, 8)),
                      tempos=((0, 90.0), (7000, 140.0)))
     q = roundtrip(path, vocab)
-    assert set(q.notes[:, 3].tolist()) <= set(int(t[4:]) for t in vocab.families["velocity"][1:])
+    assert set(q.notes[:, 3].tolist()) <= {int(t[4:]) for t in vocab.families["velocity"][1:]}
     assert q.notes[:, 1].max() <= cfg.duration_res * cfg.max_duration

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_tokenize import make_midi
 from typer.testing import CliRunner
 
 from songkit.cli import app
-from test_tokenize import make_midi
 
 runner = CliRunner()
 
@@ -138,3 +138,70 @@ def test_smoke_subprocess_same_seed(cli, songs, tmp_path):
     assert r.exit_code == 0, r.output
     a, b = _weights(tmp_path / "a" / "last.ckpt"), _weights(tmp_path / "b" / "last.ckpt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- issue 15: inputs, pipes, spellings
+
+
+def test_decode_never_writes_over_an_input(tmp_path):
+    a = make_midi(tmp_path / "a.mid")
+    original = a.read_bytes()
+    r = run("tokenize", a, "--out", tmp_path / "t.jsonl")
+    assert r.exit_code == 0, r.output
+    r = run("tokenize", "--decode", tmp_path / "t.jsonl", "--out", tmp_path)  # the folder of the source
+    assert r.exit_code == 2 and "a.mid: exists" in r.stderr and "--force" in r.stderr
+    assert a.read_bytes() == original
+    r = run("tokenize", "--decode", tmp_path / "t.jsonl", "--out", tmp_path, "--force")
+    assert r.exit_code == 0 and a.read_bytes()[:4] == b"MThd"
+    rec = json.loads((tmp_path / "t.jsonl").read_text())
+    rec["source"] = "t.mid"
+    (tmp_path / "in").mkdir()
+    tokens = tmp_path / "in" / "t.mid"  # a tokens file named like the MIDI it decodes to: even --force spares it
+    tokens.write_text(json.dumps(rec) + "\n")
+    r = run("tokenize", "--decode", tokens, "--out", tmp_path / "in", "--force")
+    assert r.exit_code == 2 and "is an input of this command" in r.stderr
+    assert tokens.read_text().startswith("{")
+
+
+def test_skip_bad_counts_even_under_quiet(tmp_path):
+    a = make_midi(tmp_path / "a.mid")
+    (tmp_path / "b.mid").write_bytes(b"MThd broken")
+    r = run("tokenize", a, tmp_path / "b.mid")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "b.mid: not a readable MIDI file" in r.stderr
+    r = run("-q", "tokenize", a, tmp_path / "b.mid", "--skip-bad")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 1
+    assert r.stderr.strip() == "songkit: skipped 1 file(s) that failed (--skip-bad)"
+
+
+def test_pipe_closed_early_exits_0(tmp_path):
+    """`songkit tokenize a.mid b.mid | head -c 20`: exit 0, nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    files = [make_midi(tmp_path / f"{k}.mid", tracks=3, n=400, seed=k) for k in range(3)]  # > a pipe buffer
+    proc = subprocess.Popen([sys.executable, "-m", "songkit", "tokenize", *map(str, files)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    head = proc.stdout.read(20)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and head.startswith(b'{"source"') and err == b"", err
+
+
+def test_multi_tune_abc_and_abc_on_stdin(tmp_path):
+    abc = "X:1\nT:one\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|]\n\nX:2\nT:two\nM:3/4\nL:1/4\nK:G\nGAB|dBG|]\n"
+    (tmp_path / "tunes.abc").write_text(abc)
+    r = run("tokenize", tmp_path / "tunes.abc", "-e", "remi")
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["source"][-2:] for x in recs] == ["#1", "#2"]
+    assert "TimeSig_3/4" in recs[1]["tokens"] and "TimeSig_4/4" in recs[0]["tokens"]
+    r2 = run("tokenize", "-", "--from", "abc", "-e", "remi", input=abc)
+    assert r2.exit_code == 0, r2.output
+    assert [json.loads(x)["tokens"] for x in r2.stdout.splitlines()] == [x["tokens"] for x in recs]
+    r3 = run("tokenize", "-", "-e", "remi", input=abc)  # guessed
+    assert r3.exit_code == 0 and len(r3.stdout.splitlines()) == 2
+    r = run("tokenize", "-", "--from", "midi", input=abc)
+    assert r.exit_code == 2 and "-: expected MIDI (--from midi), but the input looks like abc" in r.stderr
+    r = run("tokenize", "-", "--from", "abc", input=make_midi(tmp_path / "x.mid").read_bytes())
+    assert r.exit_code == 2 and "expected ABC (--from abc), but the input looks like midi" in r.stderr

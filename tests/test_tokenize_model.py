@@ -88,8 +88,8 @@ def test_model_learns_a_repeating_motif(tmp_path, cell, encoding):
     task = TokenTrainTask(songs, songs.subset([0]), seq_len=32, batch_size=8, seed=0)
     torch.manual_seed(0)
     before = evaluate_songs(MODELS[cell][1](cfg), songs.subset([0]), 32, torch.device("cpu"))["val_acc"]
-    meta = dict(task="tokenize", model=cell, config=dataclasses.asdict(cfg),
-                vocab={**VOCAB.to_dict(), "hash": VOCAB.hash}, extra={"seq_len": 32})
+    meta = {"task": "tokenize", "model": cell, "config": dataclasses.asdict(cfg),
+            "vocab": {**VOCAB.to_dict(), "hash": VOCAB.hash}, "extra": {"seq_len": 32}}
     hist = fit(lambda: MODELS[cell][1](cfg), task, TrainConfig(epochs=8, lr=1e-2, schedule="none",
                                                                monitor="val_acc", monitor_mode="max"),
                tmp_path / "run", meta, device="cpu")

@@ -73,8 +73,6 @@ def train(data: list[Path] | None, run, options: TrainOptions) -> list[dict]:
     or the embedded chorales); returns the per-epoch history. A dataset folder's encoding wins over the
     default ``--encoding`` (a typed one that differs is refused)."""
     from songkit.core.progress import log
-    from songkit.core.train import fit
-    from songkit.tasks.tokenize.model import MODELS
 
     found = data_vocab(data)
     if found is not None and found[1] != options.encoding:
@@ -86,6 +84,11 @@ def train(data: list[Path] | None, run, options: TrainOptions) -> list[dict]:
     songs = load_songs(data, vocab, options.encoding)
     train_songs, valid_songs = songs.split("train"), songs.split("valid")
     log(f"{len(train_songs.names)} training and {len(valid_songs.names)} validation songs ({options.encoding})")
+    from songkit.core.train import (
+        fit,  # torch: only once the data has been read and checked
+    )
+    from songkit.tasks.tokenize.model import MODELS
+
     cfg_cls, module = MODELS[options.model]
     cfg = cfg_cls(encoding=options.encoding, cell=options.model, vocab_sizes=vocab.sizes(options.encoding),
                   embed_dim=options.embed_dim, d_model=options.d_model, num_layers=options.num_layers,
