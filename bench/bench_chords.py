@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from songkit.core import audio
-from songkit.tasks.chords import spec
+from songkit.tasks.chords import constants as spec
 from songkit.tasks.chords.features import bothchroma
 
 SR, N_FFT, HOP = spec.SAMPLE_RATE, 4096, spec.HOP_LENGTH

@@ -18,7 +18,7 @@ from pathlib import Path
 from songkit.tasks.chords import constants as C
 
 VERSION = 1  # bump when the rendering changes: the cache folder is keyed on it
-SAMPLE_RATE = C.SAMPLE_RATE
+SAMPLE_RATE = 22050  # rendering rate (features resample to the model's own)
 
 
 def chorale_paths(num: int) -> list:

@@ -1,0 +1,108 @@
+"""5-fold song-level cross-validation of the chord models on a Billboard release (issue 12).
+
+    OMP_NUM_THREADS=1 python bench/bench_chords_cv.py --data ../shared/datasets/billboard \
+        --models cnn_blstm blstm --folds 5 --epochs 8 --steps 150 --out runs/chords-cv
+
+Each song lands in one fold by a hash of its id (``data.split_of(name, folds, fold)``); for each fold a
+model is trained on the other folds (one in ten of them held out for model selection) with
+``songkit train chords --folds K --fold I`` 's code path, then scored on the held-out fold with two HMM
+decoders: one self-transition probability (0.9) and the transitions learned from the training labels.
+The chroma-template baseline is scored on the same folds. One JSON line per (model, fold, decoder) goes
+to OUT/cv.jsonl (folds already there are skipped, so a killed run continues); the summary (mean and
+standard deviation over folds, and the WCSR over all songs) is printed and written to OUT/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from songkit.core.train import TrainRun
+from songkit.tasks.chords.constants import TrainOptions
+from songkit.tasks.chords.evaluate import evaluate
+from songkit.tasks.chords.train import train
+
+LR = {"cnn_blstm": 2e-3, "blstm": 5e-3, "frame": 2e-3, "crnn1": 1e-3, "crnn2": 1e-3}
+
+
+def score_row(model: str, fold: int, decoder: str, res: dict, seconds: float) -> dict:
+    per_song = res["per_song"]
+    return {"model": model, "fold": fold, "decoder": decoder, "songs": res["songs"],
+            "majmin_wcsr": res["majmin_wcsr"], "root_wcsr": res["root_wcsr"], "frame_accuracy": res["frame_accuracy"],
+            "majmin_seconds": sum(s["majmin_seconds"] for s in per_song),
+            "root_seconds": sum(s["root_seconds"] for s in per_song), "seconds": round(seconds, 1)}
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for key in sorted({(r["model"], r["decoder"]) for r in rows}):
+        rs = [r for r in rows if (r["model"], r["decoder"]) == key]
+        entry = {"folds": len(rs), "songs": sum(r["songs"] for r in rs)}
+        for m in ("majmin", "root"):
+            vals = [r[f"{m}_wcsr"] for r in rs]
+            entry[f"{m}_mean"] = statistics.fmean(vals)
+            entry[f"{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            w = sum(r[f"{m}_seconds"] for r in rs)
+            entry[f"{m}_all_songs"] = sum(r[f"{m}_wcsr"] * r[f"{m}_seconds"] for r in rs) / w
+        out[f"{key[0]}/{key[1]}"] = entry
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--extra-data", type=Path, nargs="*", default=[], help="More training folders (never scored).")
+    ap.add_argument("--models", nargs="+", default=["cnn_blstm", "blstm"])
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--only-folds", type=int, nargs="*", default=None)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=150, help="Steps per epoch (0: full passes).")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
+    ap.add_argument("--out", type=Path, default=Path("runs/chords-cv"))
+    args = ap.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "cv.jsonl"
+    rows = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    done = {(r["model"], r["fold"]) for r in rows}
+    folds = args.only_folds if args.only_folds is not None else range(args.folds)
+    for fold in folds:
+        if ("template", fold) not in done:
+            t0 = time.time()
+            res = evaluate(None, args.data, "test", "cpu", 0.9, template=True, folds=args.folds, fold=fold)
+            rows.append(score_row("template", fold, "uniform", res, time.time() - t0))
+            with log_path.open("a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
+        for model in args.models:
+            name = model + args.tag
+            if (name, fold) in done:
+                continue
+            run_dir = args.out / name / f"fold{fold}"
+            run = TrainRun(data=[args.data, *args.extra_data], out=run_dir, epochs=args.epochs,
+                           batch_size=args.batch_size, lr=LR.get(model, 1e-3), max_steps_per_epoch=args.steps,
+                           device="cpu", seed=0, workers=0, force=True)
+            t0 = time.time()
+            train(run.data, run, TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=True,
+                                              folds=args.folds, fold=fold))
+            seconds = time.time() - t0
+            for decoder, self_prob in (("uniform", 0.9), ("learned", None)):
+                res = evaluate(run_dir / "best.ckpt", args.data, "test", "cpu", self_prob, folds=args.folds, fold=fold)
+                rows.append(score_row(name, fold, decoder, res, seconds))
+                with log_path.open("a") as f:
+                    f.write(json.dumps(rows[-1]) + "\n")
+            print(json.dumps(rows[-2]), json.dumps(rows[-1]), flush=True)
+    summary = summarise(rows)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    for key, e in summary.items():
+        print(f"{key:28s} folds {e['folds']}  songs {e['songs']}  majmin {e['majmin_mean']:.4f} +- {e['majmin_std']:.4f}  "
+              f"root {e['root_mean']:.4f} +- {e['root_std']:.4f}  (all songs: {e['majmin_all_songs']:.4f} / "
+              f"{e['root_all_songs']:.4f})")
+
+
+if __name__ == "__main__":
+    main()
