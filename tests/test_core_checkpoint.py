@@ -1,10 +1,11 @@
-import io
-from pathlib import Path
+import re
+from dataclasses import dataclass, field
 
 import pytest
 import torch
+from fuzz import SLOW_EXAMPLES, fuzz
 
-from songkit.core.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from songkit.core.checkpoint import FORMAT_VERSION, build_config, load_checkpoint, load_model, save_checkpoint
 from songkit.core.errors import UserError
 
 
@@ -19,7 +20,8 @@ def _save(path, **kw):
 def test_round_trip(tmp_path):
     model, path = _save(tmp_path / "a.ckpt")
     ck = load_checkpoint(path, task="generate")
-    assert (ck.task, ck.model, ck.config, ck.vocab, ck.extra) == ("generate", "lstm", {"hidden": 3}, ["a", "b"], {"seq_len": 8})
+    assert (ck.task, ck.model, ck.config, ck.vocab, ck.extra) == (
+        "generate", "lstm", {"hidden": 3}, ["a", "b"], {"seq_len": 8})
     assert ck.history == [{"epoch": 1, "val_loss": 0.5}]
     for k, v in model.state_dict().items():
         assert torch.equal(ck.state_dict[k], v)
@@ -78,6 +80,229 @@ def test_failed_save_keeps_previous_file(tmp_path):
     path = tmp_path / "keep.ckpt"
     _save(path)
     before = path.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="only tensors and plain values"):
         save_checkpoint(path, task="generate", model="lstm", config={}, vocab=[], state_dict={"x": object()})
     assert path.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- load_model (issue 14)
+# A toy task defined here, so these tests do not depend on any task package.
+@dataclass
+class ToyMel:
+    n_mels: int = 4
+    fmin: float = 0.0
+
+    def check(self):
+        if not 1 <= self.n_mels <= 64:
+            raise ValueError(f"n_mels: {self.n_mels} outside 1..64")
+
+
+@dataclass
+class ToyConfig:
+    hidden: int = 5
+    dropout: float = 0.1
+    act: str = "relu"
+    bias: bool = True
+    sizes: tuple[int, ...] = (2, 3)
+    limit: int | None = None
+    layers: list[int] = field(default_factory=lambda: [3])
+    mel: ToyMel = field(default_factory=ToyMel)
+
+    def check(self):
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout: {self.dropout} outside 0..1")
+        if self.act not in ("relu", "tanh"):
+            raise ValueError(f"act: {self.act!r}, expected relu or tanh")
+
+
+class ToyNet(torch.nn.Module):
+    def __init__(self, cfg: ToyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.body = torch.nn.Linear(cfg.mel.n_mels, cfg.hidden, bias=cfg.bias)
+        self.head = torch.nn.Linear(cfg.hidden, 2)
+
+    def forward(self, x):  # (B, n_mels) -> (B, 2)
+        return self.head(torch.relu(self.body(x)))
+
+
+TOY_MODELS = {"net": (ToyConfig, ToyNet)}
+
+
+def _toy(path, cfg=None, **kw):
+    torch.manual_seed(0)
+    cfg = cfg or ToyConfig()
+    model = ToyNet(cfg)
+    args = dict(task="toy", model="net", config=cfg, vocab=["no", "yes"], state_dict=model.state_dict())
+    args.update(kw)
+    save_checkpoint(path, **args)
+    return model
+
+
+def _edit(path, change):
+    """Rewrite a saved checkpoint's payload with ``change(obj)`` (torch.save: no checksum update)."""
+    obj = torch.load(path, weights_only=True)
+    change(obj)
+    torch.save(obj, path)
+
+
+def test_load_model_round_trip(tmp_path):
+    model = _toy(tmp_path / "m.ckpt", ToyConfig(hidden=7, sizes=(4, 5), limit=3, mel=ToyMel(n_mels=6)))
+    loaded, ck = load_model(tmp_path / "m.ckpt", "toy", TOY_MODELS)
+    assert loaded.cfg == ToyConfig(hidden=7, sizes=(4, 5), limit=3, mel=ToyMel(n_mels=6))
+    assert isinstance(loaded.cfg.mel, ToyMel) and isinstance(loaded.cfg.sizes, tuple)
+    assert not loaded.training and ck.vocab == ["no", "yes"]
+    x = torch.randn(3, 6)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_run_folder_means_its_best_ckpt(tmp_path):
+    _toy(tmp_path / "best.ckpt", ToyConfig(hidden=9))
+    loaded, ck = load_model(tmp_path, "toy", TOY_MODELS)
+    assert loaded.cfg.hidden == 9 and ck.path == tmp_path / "best.ckpt"
+    assert load_checkpoint(tmp_path).path == tmp_path / "best.ckpt"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="empty: a folder without best.ckpt"):
+        load_model(tmp_path / "empty", "toy", TOY_MODELS)
+
+
+def test_old_checkpoint_without_checksum_loads(tmp_path):
+    path = tmp_path / "old.ckpt"
+    _toy(path)
+    _edit(path, lambda o: o.pop("weights_sha256"))
+    assert load_model(path, "toy", TOY_MODELS)[1].model == "net"
+
+
+def _set_config(key, value):
+    def change(obj):
+        obj["config"][key] = value
+    return change
+
+
+def _set_mel(key, value):
+    def change(obj):
+        obj["config"]["mel"][key] = value
+    return change
+
+
+def _scale_weights(obj):
+    obj["state_dict"]["body.weight"] = torch.zeros(3, 3)
+
+
+DAMAGE = {
+    # name: (change to the payload, what the one line says)
+    "int as string": (_set_config("hidden", "x"), r"config\.hidden: 'x', expected an integer"),
+    "bool for int": (_set_config("hidden", True), r"config\.hidden: True, expected an integer"),
+    "float for int": (_set_config("hidden", 2.5), r"config\.hidden: 2\.5, expected an integer"),
+    "out of range": (_set_config("dropout", 2), r"config\.dropout: 2\.0 outside 0\.\.1"),
+    "NaN in config": (_set_config("dropout", float("nan")), r"config\.dropout: nan, expected a finite number"),
+    "unknown choice": (_set_config("act", "gelu"), r"config\.act: 'gelu', expected relu or tanh"),
+    "unknown key": (_set_config("bogus", 1), r"config\.bogus: unknown field"),
+    "nested type": (_set_mel("n_mels", "many"), r"config\.mel\.n_mels: 'many', expected an integer"),
+    "nested range": (_set_mel("n_mels", 0), r"config\.mel\.n_mels: 0 outside 1\.\.64"),
+    "nested unknown": (_set_config("mel", {"n_mel": 4}), r"config\.mel\.n_mel: unknown field"),
+    "nested not a dict": (_set_config("mel", [4]), r"config\.mel: a list, expected a dict"),
+    "optional": (_set_config("limit", "3"), r"config\.limit: '3', expected an integer"),
+    "list items": (_set_config("layers", [1, "2"]), r"config\.layers\[1\]: '2', expected an integer"),
+    "list": (_set_config("layers", 3), r"config\.layers: 3, expected a list"),
+    "huge int": (_set_config("hidden", 10**30), r"config\.hidden: 10+ is out of range"),
+    "huge model": (_set_config("hidden", 2**40), r"state_dict\.body\.weight: shape \(5, 4\), the config gives"),
+    "config not a dict": (lambda o: o.__setitem__("config", [1]), r": config: a list, expected dict"),
+    "state_dict not a dict": (lambda o: o.__setitem__("state_dict", [1]), r": state_dict: a list, expected dict"),
+    "weight not a tensor": (lambda o: o["state_dict"].__setitem__("head.bias", [0.0, 1.0]),
+                            r"state_dict\.head\.bias: a list, expected a tensor"),
+    "shape mismatch": (_scale_weights, r"state_dict\.body\.weight: shape \(3, 3\), the config gives \(5, 4\)"),
+    "missing weight": (lambda o: o["state_dict"].pop("head.bias"), r"state_dict\.head\.bias: missing"),
+    "extra weight": (lambda o: o["state_dict"].__setitem__("tail.w", torch.zeros(1)),
+                     r"state_dict\.tail\.w: not a weight of model 'net'"),
+    "NaN weight": (lambda o: o["state_dict"]["head.weight"].__setitem__((0, 0), float("nan")),
+                   r"state_dict\.head\.weight: NaN or infinite weights"),
+    "vocab type": (lambda o: o.__setitem__("vocab", torch.zeros(2)), r"vocab: a Tensor, expected plain values"),
+    "unknown model": (lambda o: o.__setitem__("model", "gpt9"), r"model: unknown 'gpt9' \(expected one of net\)"),
+    "model not a string": (lambda o: o.__setitem__("model", 3), r"model: a int, expected str"),
+    "history type": (lambda o: o.__setitem__("history", "x"), r"history: a str, expected list or tuple"),
+    "not a dict": (lambda o: (o.clear(), o.__setitem__("format", "songkit-checkpoint"),
+                              o.__setitem__("format_version", 1)), r"task: missing"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGE))
+def test_damaged_checkpoint_is_one_line_naming_file_and_field(tmp_path, name):
+    change, message = DAMAGE[name]
+    path = tmp_path / "damaged.ckpt"
+    _toy(path)
+    if name != "NaN weight":  # the checksum would catch the NaN first; this tests the finiteness check
+        _edit(path, lambda o: (change(o), o.pop("weights_sha256", None)))
+    else:
+        _edit(path, lambda o: (change(o), o.pop("weights_sha256")))
+    with pytest.raises(UserError) as err:
+        load_model(path, "toy", TOY_MODELS)
+    line = err.value.format_message()
+    assert "\n" not in line and line.startswith(str(path) + ": "), line
+    assert re.search(message, line), line
+
+
+def test_whole_payload_not_a_dict(tmp_path):
+    path = tmp_path / "list.ckpt"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(UserError, match=r"list\.ckpt: not a songkit checkpoint \(no songkit header\)"):
+        load_model(path, "toy", TOY_MODELS)
+
+
+def test_flipped_bit_inside_a_weight_is_caught_by_the_checksum(tmp_path):
+    path = tmp_path / "flip.ckpt"
+    cfg = ToyConfig()
+    marker = torch.full((cfg.hidden, cfg.mel.n_mels), 0.123456789)  # a byte pattern to find in the archive
+    state = ToyNet(cfg).state_dict()
+    state["body.weight"] = marker
+    _toy(path, cfg, state_dict=state)
+    data = bytearray(path.read_bytes())
+    at = bytes(data).index(marker.numpy().tobytes())
+    data[at + 5] ^= 0x04  # one bit of one float: still a valid archive and a finite weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"flip\.ckpt: state_dict: weights differ from their checksum"):
+        load_model(path, "toy", TOY_MODELS)
+
+
+def test_vocab_check_of_the_task(tmp_path):
+    path = tmp_path / "v.ckpt"
+    _toy(path, vocab=["a"])
+
+    def two_labels(vocab):
+        if len(vocab) != 2:
+            raise ValueError(f"{len(vocab)} labels, expected 2")
+
+    with pytest.raises(UserError, match=r"v\.ckpt: vocab: 1 labels, expected 2"):
+        load_model(path, "toy", TOY_MODELS, check_vocab=two_labels)
+
+
+def test_build_config_alone():
+    assert build_config(ToyConfig, {"hidden": 3, "sizes": [1, 2]}, "x.ckpt") == ToyConfig(hidden=3, sizes=(1, 2))
+    with pytest.raises(UserError, match=r"^x\.ckpt: config\.sizes: 'a', expected a list$"):
+        build_config(ToyConfig, {"sizes": "a"}, "x.ckpt")
+
+
+def test_fuzz_checkpoints(tmp_path):
+    """Byte-level damage of a whole archive: a UserError line or a model that loads, never a traceback."""
+    path = tmp_path / "seed.ckpt"
+    _toy(path)
+
+    def parse(data: bytes):
+        case = tmp_path / "case.ckpt"
+        case.write_bytes(data)
+        return load_model(case, "toy", TOY_MODELS)
+
+    fuzz(parse, path.read_bytes(), examples=40)
+
+
+@pytest.mark.slow
+def test_fuzz_checkpoints_many(tmp_path):
+    path = tmp_path / "seed.ckpt"
+    _toy(path)
+
+    def parse(data: bytes):
+        case = tmp_path / "case.ckpt"
+        case.write_bytes(data)
+        return load_model(case, "toy", TOY_MODELS)
+
+    fuzz(parse, path.read_bytes(), examples=SLOW_EXAMPLES)
