@@ -37,3 +37,36 @@ def test_all_five_tasks_are_built():
 def test_usage_errors_exit_2(cli, args):
     proc = cli(*args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- cli.output
+def test_table_is_plain_aligned_and_never_wraps():
+    import io
+
+    from songkit.cli.output import print_table
+
+    buf = io.StringIO()
+    long = "/a/very/long/path/" * 12 + "x.wav"
+    print_table("instrument", ["file", "family", "probability"],
+                [[long, "brass", 0.91234], ["b.wav", "keyboard\nnew", float("nan")], ["c.wav", None, 12345]], file=buf)
+    assert buf.getvalue().splitlines() == [
+        "instrument",
+        "file" + " " * (len(long) - 4) + "  family        probability",
+        long + "  brass               0.912",
+        "b.wav" + " " * (len(long) - 5) + "  keyboard new            -",
+        "c.wav" + " " * (len(long) - 5) + "                     12,345",
+    ]
+
+
+def test_json_is_one_line_without_nan():
+    import io
+    import json
+    from pathlib import Path
+
+    from songkit.cli.output import print_json
+
+    buf = io.StringIO()
+    print_json({"file": Path("a b.wav"), "score": float("nan"), "top": [1.5, float("inf")], "é": "ü"}, file=buf)
+    text = buf.getvalue()
+    assert text.count("\n") == 1 and json.loads(text) == {"file": "a b.wav", "score": None, "top": [1.5, None],
+                                                          "é": "ü"}
