@@ -7,6 +7,7 @@ sampling under inference_mode with one host sync per 16 steps; training feeds wh
 songkit / reference in characters per second.
 
     python bench/bench_generate.py [--chars 400] [--json]
+    python bench/bench_generate.py --precision [--steps 40]   # fp32 vs bf16 autocast training (issue 10)
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from songkit.tasks.generate.constants import EOS, SPECIALS
+from songkit.tasks.generate.infer import sample_tunes
 from songkit.tasks.generate.model import CharLSTM, CharLSTMConfig
-from songkit.tasks.generate.spec import EOS, SPECIALS
-from songkit.tasks.generate.task import sample_tunes
 
 
 def make_model(vocab_size: int) -> CharLSTM:
@@ -83,11 +84,68 @@ def timed_pair(songkit_fn, reference_fn, repeats: int = 3) -> tuple[float, float
     return best[0], best[1]
 
 
+def precision(steps: int, batch_size: int = 16, seq_len: int = 128) -> list[dict]:
+    """Train the default-size model ``steps`` steps on the embedded corpus in fp32 and under bf16 autocast
+    (same seed, same batches); characters/s and validation bits/char of each.
+
+    oneDNN's LSTM refuses bf16 on a CPU without native bf16 ("could not create a primitive descriptor"),
+    so the bf16 run disables oneDNN (PyTorch's own LSTM kernels); fp32 keeps the default path.
+    """
+    import math
+
+    from songkit.core.device import cpu_supports_bf16
+    from songkit.tasks.generate.data import (
+        TuneStream,
+        build_vocab,
+        corpus_ids,
+        embedded_corpus_files,
+        read_tunes,
+        split_train_val,
+    )
+    from songkit.tasks.generate.evaluate import burn_in_ids, stream_nats_per_char
+
+    train_tunes, val_tunes = split_train_val(read_tunes(embedded_corpus_files()))
+    vocab = build_vocab(train_tunes, "ascii")
+    stream = TuneStream(train_tunes, vocab, batch_size, seq_len, seed=0)
+    val_ids = torch.tensor(corpus_ids(val_tunes[:100], vocab), dtype=torch.long)
+    rows = []
+    for name, dtype in (("fp32", None), ("bf16 autocast", torch.bfloat16)):
+        torch.backends.mkldnn.enabled = dtype is None
+        torch.manual_seed(0)
+        model = CharLSTM(CharLSTMConfig(vocab_size=len(vocab)))
+        opt = torch.optim.AdamW(model.parameters(), 3e-3)
+        state, t0 = None, time.perf_counter()
+        for k in range(steps):
+            x, y = stream[k]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+                logits, state = model(x, state)
+            state = tuple(s.detach() for s in state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        seconds = time.perf_counter() - t0
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+            nats = stream_nats_per_char(model, val_ids, "cpu", burn_in=burn_in_ids(vocab))
+        rows.append({"what": name, "chars_per_s": round(steps * batch_size * seq_len / seconds, 1),
+                     "val_bits_per_char": round(nats / math.log(2), 4), "steps": steps,
+                     "cpu_supports_bf16": cpu_supports_bf16()})
+    torch.backends.mkldnn.enabled = True
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chars", type=int, default=400, help="characters per sampled tune")
+    ap.add_argument("--precision", action="store_true", help="fp32 vs bf16 autocast training instead")
+    ap.add_argument("--steps", type=int, default=40, help="training steps of each precision run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.precision:
+        rows = precision(args.steps)
+        print(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}))
+        return
     vocab = list(SPECIALS) + [chr(c) for c in range(32, 32 + 111)]  # 114 characters, like the corpus
     model = make_model(len(vocab))
     rows = []

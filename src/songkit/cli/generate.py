@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from songkit.cli.options import Checkpoint, Device, Json, TrainRun, train_options
+from songkit.cli.options import (
+    Checkpoint,
+    Device,
+    Json,
+    TrainRun,
+    start_training,
+    train_options,
+)
+from songkit.tasks.generate.constants import (
+    ABC_SUFFIXES,
+    DEFAULT_MODEL,
+    MIDI_SUFFIXES,
+    VOCABS,
+    TrainOptions,
+)
+
+# sampling options a tokenize checkpoint (MIDI) does not take, with their defaults
+_ABC_ONLY = {"--num": 1, "--max-chars": 2000, "--top-k": 0, "--top-p": 1.0, "--prime": ""}
 
 
 def generate(
@@ -16,136 +33,160 @@ def generate(
     temperature: Annotated[float, typer.Option("--temperature", "-t", min=0.01, help="Sampling temperature.")] = 1.0,
     max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="Longest tune, in characters.")] = 2000,
     top_k: Annotated[int, typer.Option("--top-k", min=0, help="Sample from the k likeliest characters (0: all).")] = 0,
-    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (1: off).")] = 1.0,
+    top_p: Annotated[float, typer.Option("--top-p", max=1.0, help="Nucleus sampling mass, in (0, 1] (1: off).")] = 1.0,
     prime: Annotated[str, typer.Option("--prime", help="Start of every tune, e.g. 'T:Jig\\nM:6/8\\nK:D\\n'.")] = "",
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: a new one each run).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file ('-': stdout). A .mid for a tokenize checkpoint.")] = Path("-"),
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: a new one each run).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file ('-': stdout): .abc, or .mid for a tokenize "
+                                      "checkpoint.")] = Path("-"),
+    force: Annotated[bool, typer.Option("--force", help="Write over an existing output file.")] = False,
     device: Device = "auto",
 ) -> None:
     """Sample ABC tunes from SongRNN (or MIDI from a tokenize checkpoint). Writes one multi-tune ABC file."""
     import codecs
 
-    import torch
-
     from songkit.core.checkpoint import load_checkpoint
     from songkit.core.device import resolve_device
+    from songkit.core.errors import UserError
     from songkit.core.io import open_output
     from songkit.core.progress import make_progress
-    from songkit.tasks.generate.task import format_tunes, load_generator, sample_tunes
 
     prime = codecs.decode(prime, "unicode_escape") if "\\" in prime else prime
+    task = load_checkpoint(checkpoint).task if checkpoint is not None else "generate"  # a tokenize one samples MIDI
+    if task not in ("generate", "tokenize"):
+        raise UserError(f"{checkpoint}: a '{task}' checkpoint; generate needs a 'generate' or 'tokenize' one")
+    wants, refuses = (MIDI_SUFFIXES, ABC_SUFFIXES) if task == "tokenize" else (ABC_SUFFIXES, MIDI_SUFFIXES)
+    if str(out) != "-" and out.suffix.lower() in refuses:
+        raise UserError(f"{out}: a '{task}' checkpoint writes {'MIDI' if task == 'tokenize' else 'ABC'}, "
+                        f"not {out.suffix}; name the output {wants[0]}")
+    target = _output(out, checkpoint, force)
     dev = resolve_device(device)
-    ck = None
-    if checkpoint is not None:  # read once: a tokenize checkpoint samples MIDI instead
-        ck = load_checkpoint(checkpoint)
-        if ck.task == "tokenize":
-            from songkit.tasks.tokenize.task import sample_midi
+    if task == "tokenize":
+        given = {"--num": num, "--max-chars": max_chars, "--top-k": top_k, "--top-p": top_p, "--prime": prime}
+        typed = [name for name, value in given.items() if value != _ABC_ONLY[name]]
+        if typed:
+            raise UserError(f"{checkpoint}: {', '.join(typed)}: not available with a tokenize checkpoint "
+                            "(it samples one MIDI piece; --temperature and --seed apply)")
+        midi = _tokenize_sampler()(checkpoint, temperature=temperature, seed=seed, device=dev)
+        with open_output(target, "wb") as f:
+            f.write(midi)
+        return
+    from songkit.tasks.generate.infer import generate as sample
 
-            sample_midi(checkpoint, out, temperature=temperature, seed=seed, device=dev)
-            return
-        if ck.task != "generate":
-            from songkit.core.errors import UserError
-
-            raise UserError(f"{checkpoint}: a '{ck.task}' checkpoint; generate needs a 'generate' or 'tokenize' one")
     if seed is None:
-        seed = int(torch.seed() % 2**31)
-    torch.manual_seed(seed)
-    model, ck = load_generator(ck, dev)
+        import random
+
+        seed = random.SystemRandom().randrange(2**31)
     with make_progress() as bar:
-        task = bar.add_task(f"sampling {num} tune(s)", total=max_chars, rate="", info="")
-        tunes = sample_tunes(model, ck.vocab, num=num, temperature=temperature, max_chars=max_chars, top_k=top_k,
-                             top_p=top_p, prime=prime, seed=seed, device=dev,
-                             on_step=lambda t: bar.update(task, completed=t + 1))
-    with open_output(out) as f:
-        f.write(format_tunes(tunes))
+        bar_task = bar.add_task(f"sampling {num} tune(s)", total=max_chars, rate="", info="")
+        text = sample(checkpoint, num=num, temperature=temperature, max_chars=max_chars, top_k=top_k, top_p=top_p,
+                      prime=prime, seed=seed, device=dev, on_step=lambda t: bar.update(bar_task, completed=t + 1))
+    with open_output(target) as f:
+        f.write(text)
+
+
+def _output(out: Path, checkpoint: Path | None, force: bool) -> Path | str:
+    """The file to write ('-': stdout); never the checkpoint, an existing file only with --force."""
+    from songkit.core.errors import UserError
+
+    if str(out) == "-":
+        return "-"
+    if checkpoint is not None and out.resolve() in (Path(checkpoint).resolve(), (Path(checkpoint) / "best.ckpt").resolve()):
+        raise UserError(f"{out}: is one of the inputs (the checkpoint); choose another --out")
+    if out.exists() and not force:
+        raise UserError(f"{out}: exists; --force writes over it")
+    return out
+
+
+def _tokenize_sampler():
+    """tokenize's MIDI sampler (the CLI may join tasks; task packages never import each other)."""
+    import importlib
+
+    for module in ("songkit.tasks.tokenize.infer", "songkit.tasks.tokenize.task"):
+        try:
+            return importlib.import_module(module).sample_midi
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("songkit.tasks.tokenize has no sample_midi")
 
 
 @train_options(epochs=20, batch_size=64, lr=3e-3, warmup_steps=200, out=Path("runs/generate"), patience=4)
 def train_generate(
     run: TrainRun,
+    model: Annotated[str, typer.Option("--model", help="Model: lstm (the only one).")] = DEFAULT_MODEL,
     seq_len: Annotated[int, typer.Option("--seq-len", min=2, help="Characters per truncated-BPTT chunk.")] = 128,
-    embed_dim: Annotated[int, typer.Option("--embed-dim", min=1)] = 64,
-    hidden_size: Annotated[int, typer.Option("--hidden-size", min=1)] = 256,
-    num_layers: Annotated[int, typer.Option("--num-layers", min=1)] = 2,
-    dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9)] = 0.2,
-    max_tunes: Annotated[int, typer.Option("--max-tunes", min=0, help="Use only the first N tunes (0: all).")] = 0,
+    embed_dim: Annotated[int, typer.Option("--embed-dim", min=1, help="Size of the character embedding.")] = 64,
+    hidden_size: Annotated[int, typer.Option("--hidden-size", min=1, help="LSTM units per layer.")] = 256,
+    num_layers: Annotated[int, typer.Option("--num-layers", min=1, help="Stacked LSTM layers.")] = 2,
+    dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9,
+                                           help="Dropout between LSTM layers and before the head.")] = 0.2,
+    vocab: Annotated[str, typer.Option("--vocab", help=f"{' | '.join(VOCABS)}: every printable ASCII character, "
+                                       "or the characters of the training tunes.")] = "ascii",
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Use only the first N tunes (0: all).")] = 0,
+    init: Annotated[str | None, typer.Option("--init", metavar="default|CKPT", help="Fine-tune a generate "
+                                                "checkpoint (its architecture and vocabulary).")] = None,
+    max_tunes: Annotated[int | None, typer.Option("--max-tunes", hidden=True)] = None,
 ) -> None:
     """Train SongRNN on ABC files (default: the ~13,000 tunes in music21's corpus)."""
-    from songkit.core.progress import log
-    from songkit.core.train import fit
-    from songkit.tasks.generate.data import build_vocab, embedded_corpus_files, read_tunes, split_train_val
-    from songkit.tasks.generate.model import CharLSTMConfig, CharLSTM
-    from songkit.tasks.generate.task import GenerateTrainTask
-
-    files = run.data or embedded_corpus_files()
-    tunes = read_tunes(files)
-    if max_tunes:
-        tunes = tunes[:max_tunes]
-    train, val = split_train_val(tunes)
-    if not val:
+    if max_tunes is not None:
         from songkit.core.errors import UserError
 
-        raise UserError("need at least 2 tunes to hold one out for validation")
-    vocab = build_vocab(train)
-    log(f"{len(tunes)} tunes ({len(train)} train, {len(val)} validation), {len(vocab)} characters")
-    cfg = CharLSTMConfig(vocab_size=len(vocab), embed_dim=embed_dim, hidden_size=hidden_size,
-                         num_layers=num_layers, dropout=dropout)
-    model = CharLSTM(cfg)
-    task = GenerateTrainTask(train, val, vocab, run.batch_size, seq_len, run.seed)
-    meta = {"task": "generate", "model": "lstm", "config": cfg, "vocab": vocab,
-            "extra": {"seq_len": seq_len, "train_tunes": len(train), "val_tunes": len(val),
-                      "data": [str(p) for p in run.data] if run.data else "music21-corpus-abc"}}
-    fit(model, task, run.train_config(monitor="val_loss"), run.out, meta, device=run.device, resume=run.resume)
+        raise UserError("--max-tunes is now --limit")
+    start_training("generate", run, TrainOptions(
+        model=model, seq_len=seq_len, embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers,
+        dropout=dropout, vocab=vocab, limit=limit, init=init))
 
 
 def eval_generate(
     checkpoint: Checkpoint = None,
-    data: Annotated[Optional[list[Path]], typer.Option("--data", "-d", help="Held-out .abc files/folders (default: the embedded validation split).")] = None,
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", "-d", metavar="ABC", help="Held-out .abc files/folders, scored per file (default: the 649 tunes "
+        "of music21's corpus held out from training; read in a few seconds).")] = None,
     samples: Annotated[int, typer.Option("--samples", min=0, help="Tunes to sample for the parse rate.")] = 100,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", min=0.01)] = 0.8,
-    max_chars: Annotated[int, typer.Option("--max-chars", min=1)] = 2000,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    temperature: Annotated[float, typer.Option("--temperature", "-t", min=0.01,
+                                               help="Sampling temperature of those tunes.")] = 0.8,
+    max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="Longest sampled tune, in characters.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the sampled tunes.")] = 0,
     json_out: Json = False,
     device: Device = "auto",
 ) -> None:
-    """Bits per character on held-out ABC, and the share of sampled tunes music21 parses into notes."""
-    import json
-    import math
-
-    import torch
-
+    """Bits per character on held-out ABC (per file and overall), the share of characters outside the
+    model's vocabulary, and the share of sampled tunes music21 parses into notes."""
     from songkit.core.device import resolve_device
-    from songkit.core.progress import track
-    from songkit.tasks.generate.data import corpus_ids, embedded_corpus_files, read_tunes, split_train_val
-    from songkit.tasks.generate.task import load_generator, parses_with_notes, sample_tunes, stream_nats_per_char
+    from songkit.core.progress import make_progress
+    from songkit.tasks.generate.evaluate import evaluate
 
-    dev = resolve_device(device)
-    model, ck = load_generator(checkpoint, dev)
-    held_out = read_tunes(data) if data else split_train_val(read_tunes(embedded_corpus_files()))[1]
-    ids = torch.tensor(corpus_ids(held_out, ck.vocab), dtype=torch.long)
-    nats = stream_nats_per_char(model, ids, dev)
-    result = {"checkpoint": str(ck.path), "tunes": len(held_out), "characters": len(ids),
-              "bits_per_char": nats / math.log(2)}
-    if samples:
-        torch.manual_seed(seed)
-        tunes = []
-        for start in range(0, samples, 64):  # batches of 64 tunes
-            tunes += sample_tunes(model, ck.vocab, num=min(64, samples - start), temperature=temperature,
-                                  max_chars=max_chars, seed=seed + start, device=dev)
-        ok = sum(parses_with_notes(t) for t in track(tunes, description="parsing samples", unit="tunes"))
-        result.update({"samples": samples, "temperature": temperature, "parse_rate": ok / samples})
+    with make_progress() as bar:
+        bar_task = bar.add_task("parsing samples", total=samples, rate="", info="")
+        result = evaluate(checkpoint, data, samples=samples, temperature=temperature, max_chars=max_chars, seed=seed,
+                          device=resolve_device(device), on_sample=lambda k, n: bar.update(bar_task, completed=k))
+    try:
+        from songkit.cli.output import print_json, print_table
+    except ImportError:  # until core's cli/output.py lands: the same plain columns
+        print_json, print_table = _print_json, _print_table
     if json_out:
-        print(json.dumps(result))
+        print_json(result)
         return
-    from rich.console import Console
-    from rich.table import Table
+    rows = [[f["file"], f["tunes"], f["characters"], f"{f['bits_per_char']:.4f}", f"{f['oov_share']:.4%}"]
+            for f in result["files"]]
+    if len(rows) > 1:
+        rows.append(["overall", result["tunes"], result["characters"], f"{result['bits_per_char']:.4f}",
+                     f"{result['oov_share']:.4%}"])
+    print_table("bits per character", ["file", "tunes", "characters", "bits/char", "out of vocabulary"], rows)
+    if samples:
+        print_table("sampled tunes", ["samples", "temperature", "parse rate"],
+                    [[result["samples"], result["temperature"], f"{result['parse_rate']:.2f}"]])
 
-    table = Table(title="songkit eval generate")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console().print(table)
+
+def _print_json(obj) -> None:
+    import json
+
+    print(json.dumps(obj))
+
+
+def _print_table(title: str, columns: list[str], rows: list[list]) -> None:
+    cells = [columns] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    print(title + "\n" + "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells))
 
 
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, data_app: typer.Typer) -> None:

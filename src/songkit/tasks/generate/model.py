@@ -10,15 +10,30 @@ from torch import nn
 
 @dataclass
 class CharLSTMConfig:
+    """Sizes of a CharLSTM (saved in its checkpoints)."""
+
     vocab_size: int = 100
     embed_dim: int = 64
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.2
 
+    def check(self) -> None:
+        """Raise ValueError("field: problem") for a setting no model can have."""
+        for name in ("vocab_size", "embed_dim", "hidden_size", "num_layers"):
+            if not 1 <= getattr(self, name) <= 100_000:
+                raise ValueError(f"{name}: {getattr(self, name)} is out of range (1..100000)")
+        if self.vocab_size < 4:
+            raise ValueError(f"vocab_size: {self.vocab_size}, needs the 3 specials and a character")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: {self.dropout} is out of range [0, 1)")
+
 
 class CharLSTM(nn.Module):
     """Character-level LSTM language model (folk-rnn / char-rnn)."""
+
+    # bf16 autocast measured slower and worse on a CPU (docs/generate.md, "Precision")
+    use_amp = False
 
     def __init__(self, cfg: CharLSTMConfig):
         super().__init__()
@@ -37,12 +52,3 @@ class CharLSTM(nn.Module):
 
 
 MODELS = {"lstm": (CharLSTMConfig, CharLSTM)}
-
-
-def build_model(name: str, config: dict) -> nn.Module:
-    from songkit.core.errors import UserError
-
-    if name not in MODELS:
-        raise UserError(f"unknown generate model '{name}' (choose from {', '.join(MODELS)})")
-    cfg_cls, cls = MODELS[name]
-    return cls(cfg_cls(**config))
