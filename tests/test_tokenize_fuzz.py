@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from songkit.cli import app
 
 runner = CliRunner()
-FAST = settings(max_examples=25, deadline=None, derandomize=True,
+FAST = settings(max_examples=15, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 SLOW = settings(max_examples=400, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -268,3 +268,50 @@ def test_fuzz_midi(tmp_path, midi_seed, kind, pos, value, chords):
 @given(kind=st.integers(0, 3), pos=st.integers(0, 10**6), value=st.integers(0, 255), chords=st.booleans())
 def test_fuzz_midi_long(tmp_path, midi_seed, kind, pos, value, chords):
     _fuzz_midi(tmp_path, midi_seed, kind, pos, value, chords)
+
+
+# ---------------------------------------------------------------- the shared fuzz helper (time and memory limits)
+
+
+def _decode_bytes(data: bytes):
+    from songkit.tasks.tokenize.infer import decode_lines
+    from songkit.tasks.tokenize.readers import midi_bytes
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # the CLI refuses it in one line (test_not_utf8_token_file)
+    for _, music in decode_lines(text.splitlines(), "t.jsonl"):
+        midi_bytes(music)
+
+
+def _tokenize_bytes(data: bytes):
+    from songkit.tasks.tokenize.codec import encode
+    from songkit.tasks.tokenize.constants import TokenizerConfig, Vocabulary
+    from songkit.tasks.tokenize.quantise import quantise
+    from songkit.tasks.tokenize.readers import read_bytes
+
+    vocab = Vocabulary(TokenizerConfig())
+    for music in read_bytes(data, "x.mid", "midi"):
+        encode(quantise(music, vocab), vocab, "nb")
+
+
+def test_fuzz_token_records_with_limits(token_lines):
+    from fuzz import fuzz
+
+    fuzz(_decode_bytes, seed=(token_lines[1] + "\n" + token_lines[2]).encode())
+
+
+def test_fuzz_midi_with_limits(midi_seed):
+    from fuzz import fuzz
+
+    fuzz(_tokenize_bytes, seed=midi_seed)
+
+
+@pytest.mark.slow
+def test_fuzz_with_limits_long(token_lines, midi_seed):
+    from fuzz import SLOW_EXAMPLES, fuzz
+
+    for k in range(len(token_lines)):
+        fuzz(_decode_bytes, seed=token_lines[k].encode(), examples=SLOW_EXAMPLES // 6)
+    fuzz(_tokenize_bytes, seed=midi_seed, examples=SLOW_EXAMPLES)

@@ -72,10 +72,9 @@ def tokenize(
 ) -> None:
     """Encode symbolic music as CP, NB or REMI tokens (JSON lines or a dataset folder), or decode tokens to MIDI."""
     import json
-    import sys
 
     from songkit.core.errors import UserError
-    from songkit.core.io import expand_inputs, open_output
+    from songkit.core.io import expand_inputs, open_output, read_input_bytes
     from songkit.core.progress import log
     from songkit.core.progress import track as progress
     from songkit.tasks.tokenize.constants import ENCODINGS, TokenizerConfig, Vocabulary
@@ -87,7 +86,7 @@ def tokenize(
             raise UserError("--decode takes no input files (the tokens file names them)")
         if str(out) == "-":
             raise UserError("--decode needs --out DIR (one MIDI file per tokens line)")
-        text = sys.stdin.read() if str(decode) == "-" else _read_text(decode)
+        text = _read_text(decode)
         v = Vocabulary.load(vocab) if vocab is not None else None
         written = decode_records(text, str(decode), out, v, force=force, inputs=[] if str(decode) == "-" else [decode])
         log(f"wrote {len(written)} MIDI file(s) to {out}")
@@ -111,7 +110,7 @@ def tokenize(
         with open_output(out) as f:
             for p in progress(paths, total=len(paths), description=f"tokenizing ({encoding})"):
                 try:
-                    pieces = read_bytes(sys.stdin.buffer.read(), "-", from_format, track) if stdin else read_pieces(p, track)
+                    pieces = read_bytes(read_input_bytes("-"), "-", from_format, track) if stdin else read_pieces(p, track)
                     records = list(tokenize_pieces(pieces, v, encoding, ids))
                 except UserError as e:
                     if not skip_bad:
@@ -126,12 +125,12 @@ def tokenize(
 
 
 def _read_text(path: Path) -> str:
+    """A tokens JSONL file (or stdin for ``-``) as text."""
     from songkit.core.errors import UserError
+    from songkit.core.io import read_input_bytes
 
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
     try:
-        return path.read_bytes().decode("utf-8")
+        return read_input_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a tokens JSONL file (not UTF-8 text)") from None
 
@@ -206,8 +205,7 @@ def eval_tokenize(
     device: Device = "auto",
 ) -> None:
     """Next-token accuracy per family and overall (ignore, CONTI and padding left out, as in the seed)."""
-    import json
-
+    from songkit.cli.output import print_json, print_table
     from songkit.core.errors import UserError
     from songkit.tasks.tokenize.evaluate import evaluate
 
@@ -216,14 +214,12 @@ def eval_tokenize(
     res = evaluate(checkpoint, data, device, split, limit=limit)
     try:
         if json_out:
-            print(json.dumps(res))
+            print_json(res)
             return
-        print(f"{res['model']} on {res['encoding']}: {res['songs']} songs ({split}), {res['groups']} token groups")
-        rows = [(k[4:], v) for k, v in res.items() if k.startswith("acc_")]
-        rows += [("overall", res["val_acc"]), ("loss", res["val_loss"])]
-        print(f"{'family':<10} accuracy")
-        for name, val in rows:
-            print(f"{name:<10} {val:.4f}")
+        rows = [[k[4:], v] for k, v in res.items() if k.startswith("acc_")]
+        rows += [["overall", res["val_acc"]], ["loss (cross-entropy)", res["val_loss"]]]
+        print_table(f"{res['model']} on {res['encoding']}: {res['songs']} songs ({split}), {res['groups']} token "
+                    "groups", ["family", "accuracy"], rows)
     except BrokenPipeError:
         _stdout_closed()
 

@@ -74,18 +74,13 @@ def decode_records(text: str, name: str, out_dir: str | Path, vocab: Vocabulary 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder (--decode writes one MIDI file per record)")
+    from songkit.core.io import atomic_write_bytes, check_outputs
+
     decoded = decode_lines(text.splitlines(), name, vocab)
     targets = decode_targets([s for s, _ in decoded], out_dir)
-    protected = {Path(p).resolve() for p in inputs}
-    for t in targets:
-        if t.resolve() in protected:
-            raise UserError(f"{t}: is an input of this command; never written over (choose another --out)")
-        if t.exists() and not force:
-            raise UserError(f"{t}: exists (an original file?); --force replaces it, or choose another --out")
+    check_outputs(inputs, targets, force)
     blobs = [midi_bytes(m) for _, m in decoded]  # every piece fits MIDI before any file is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    from songkit.core.io import atomic_write_bytes
-
     for t, blob in zip(targets, blobs):
         atomic_write_bytes(t, blob)
     return targets
@@ -94,70 +89,30 @@ def decode_records(text: str, name: str, out_dir: str | Path, vocab: Vocabulary 
 # ---------------------------------------------------------------------------- models
 
 
-def checkpoint_vocab(ck) -> Vocabulary:
-    """The vocabulary saved in a token checkpoint, checked against its hash and the model's sizes."""
-    source = f"{ck.path}: vocab"
-    if not isinstance(ck.vocab, dict):
-        raise UserError(f"{source}: expected an object with a config")
-    vocab = Vocabulary.from_config(ck.vocab.get("config"), source)
-    if ck.vocab.get("hash") != vocab.hash:
-        raise UserError(f"{source}: hash mismatch")
-    if vocab.sizes(ck.config["encoding"]) != list(ck.config["vocab_sizes"]):
-        raise UserError(f"{ck.path}: config.vocab_sizes do not match the vocabulary")
+def _saved_vocab(saved) -> Vocabulary:
+    """The vocabulary a checkpoint holds (its config within bounds, its hash); ValueError otherwise."""
+    if not isinstance(saved, dict):
+        raise TypeError("expected an object with a config")
+    try:
+        vocab = Vocabulary.from_config(saved.get("config"), "config")
+    except UserError as e:
+        raise ValueError(e.format_message()) from None
+    if saved.get("hash") != vocab.hash:
+        raise ValueError("hash mismatch")
     return vocab
 
 
 def load(checkpoint: str | Path | None, device="cpu"):
     """(model, Vocabulary, Checkpoint) of a token checkpoint (None: the shipped one; a run folder: its
     best.ckpt), through core's one loader: every damaged field is one UserError line."""
+    from songkit.core.checkpoint import load_model
     from songkit.tasks.tokenize.model import MODELS
 
-    try:
-        from songkit.core.checkpoint import load_model
-    except ImportError:  # until core's loader lands
-        load_model = _load_model
-    model, ck = load_model(checkpoint, TASK, MODELS, device)
-    return model, checkpoint_vocab(ck), ck
-
-
-def _load_model(path, task, models, device="cpu"):
-    """Stand-in for core.checkpoint.load_model: every damaged field is one UserError line."""
-    import dataclasses
-
-    import torch
-
-    from songkit.core.checkpoint import default_checkpoint, load_checkpoint
-
-    path = Path(path) if path is not None else default_checkpoint(task)
-    path = path / "best.ckpt" if path.is_dir() else path
-    ck = load_checkpoint(path, task=task)
-    if ck.model not in models:
-        raise UserError(f"{path}: model: unknown {str(ck.model)[:40]!r} (expected one of {', '.join(models)})")
-    cfg_cls, module = models[ck.model]
-    known = {f.name: f for f in dataclasses.fields(cfg_cls)}
-    for key, value in ck.config.items():
-        if key not in known:
-            raise UserError(f"{path}: config.{str(key)[:40]}: unknown field")
-    try:
-        cfg = cfg_cls(**ck.config)
-        cfg.check()
-        model = module(cfg)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{path}: config {str(e)[:120]}") from None
-    sd = ck.state_dict
-    if not isinstance(sd, dict):
-        raise UserError(f"{path}: state_dict: not a dict")
-    want = model.state_dict()
-    for key, value in want.items():
-        got = sd.get(key)
-        if not isinstance(got, torch.Tensor) or got.shape != value.shape:
-            raise UserError(f"{path}: state_dict.{key}: missing or of another shape than the config gives")
-        if got.is_floating_point() and not torch.isfinite(got).all():
-            raise UserError(f"{path}: state_dict.{key}: non-finite weights")
-    if set(sd) - set(want):
-        raise UserError(f"{path}: state_dict.{min(set(sd) - set(want))}: unknown weight")
-    model.load_state_dict(sd)
-    return model.to(device).eval(), ck
+    model, ck = load_model(checkpoint, TASK, MODELS, device, check_vocab=_saved_vocab)
+    vocab = _saved_vocab(ck.vocab)
+    if vocab.sizes(ck.config["encoding"]) != list(ck.config["vocab_sizes"]):
+        raise UserError(f"{ck.path}: config.vocab_sizes: do not match the vocabulary")
+    return model, vocab, ck
 
 
 def sample_groups(model, vocab: Vocabulary, encoding: str, max_groups: int = 512, temperature: float = 1.0,

@@ -44,7 +44,10 @@ class TokenRNNConfig:
 class TokenRNN(nn.Module):
     """(B, T, F) ids -> F logits tensors of shape (B, T, V_f)."""
 
-    use_amp = True  # see docs/tokenize.md for the bf16 measurement
+    # fp32 by default: bf16 autocast trained the default GRU at 0.06x the fp32 speed on the only CPU
+    # measured (no native bf16; bench_tokenize.py --sections precision), and a GRU's per-step (B, 256)
+    # matmuls are small for bf16 to pay back its casts; revisit with a measurement on AMX
+    use_amp = False
 
     def __init__(self, cfg: TokenRNNConfig):
         super().__init__()

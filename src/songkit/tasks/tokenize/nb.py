@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from songkit.tasks.tokenize import quantise as qz
 from songkit.tasks.tokenize.constants import Vocabulary
-from songkit.tasks.tokenize.quantise import (
-    DecodeError,
-    Events,
-    QScore,
-    decode_groups,
-    note_ids,
-    ts_id,
-)
 
 
-def encode(q: QScore, vocab: Vocabulary) -> np.ndarray:
+def encode(q: qz.QScore, vocab: Vocabulary) -> np.ndarray:
     """(G, 9) int64 NB groups of a quantised piece."""
-    ev, idx, cfg = Events(q, vocab), vocab.index, vocab.config
-    notes = note_ids(q, vocab)
+    ev, idx, cfg = qz.Events(q, vocab), vocab.index, vocab.config
+    notes = qz.note_ids(q, vocab)
     SAME = idx["bar"]["Same"]
     rows: list = []
     ts_bars = sorted(ev.ts_at_bar)
@@ -38,10 +31,10 @@ def encode(q: QScore, vocab: Vocabulary) -> np.ndarray:
                 nxt = prev + cfg.max_bar_skip
             if nxt is None:
                 break
-            rows.append((SAME + nxt - prev, 2, 1, ts_id(vocab, ev.ts_at_bar.get(nxt)), 1, 0, 0, 0, 0))
+            rows.append((SAME + nxt - prev, 2, 1, qz.ts_id(vocab, ev.ts_at_bar.get(nxt)), 1, 0, 0, 0, 0))
             prev = nxt
         flag = SAME if b == prev else SAME + b - prev
-        ts = ts_id(vocab, ev.ts_at_bar.get(b)) if b != prev else 1
+        ts = qz.ts_id(vocab, ev.ts_at_bar.get(b)) if b != prev else 1
         beat = 2 + p - starts[b]
         t, c = ev.tempo_at.get(p), ev.chord_at.get(p)
         tid = idx["tempo"][f"Tempo_{t}"] if t is not None else 1
@@ -62,17 +55,17 @@ def _place(lead, g, ts, tl, cur):
     """The bar flag moves the timeline (Same: this bar; Bar+k: k bars on), then the position."""
     if lead == "Same":
         if ts is not None:
-            raise DecodeError("a time signature change inside a bar")
+            raise qz.DecodeError("a time signature change inside a bar")
     else:
         tl.advance(int(lead[4:]), ts)
     if g[1] < 2:
-        raise DecodeError("a group with no position")
+        raise qz.DecodeError("a group with no position")
     is_note = g[6] != 0
     if not is_note and max(g[5], g[7], g[8]) > 0:
-        raise DecodeError("note values in a group with no pitch")
+        raise qz.DecodeError("note values in a group with no pitch")
     return tl.position(g[1] - 2), True, is_note
 
 
-def decode(tokens: np.ndarray, vocab: Vocabulary) -> QScore:
+def decode(tokens: np.ndarray, vocab: Vocabulary) -> qz.QScore:
     """(G, 9) NB groups (ids checked against the vocabulary) back to a QScore."""
-    return decode_groups(tokens, vocab, "bar", _place)
+    return qz.decode_groups(tokens, vocab, "bar", _place)
