@@ -2,7 +2,8 @@
 
 ``read_audio`` reads any file soundfile reads (WAV, FLAC, OGG...), any channel count
 and sample rate, and returns mono float32 at the rate asked for (windowed-sinc
-polyphase resampling in torch, the kaiser/hann-windowed design torchaudio uses).
+resampling in torch, the Hann-windowed design torchaudio uses, for any pair of rates).
+The header is checked before anything is read, and the file is read in blocks.
 
 The feature functions are torch, batched ``(B, N) -> (B, F, T)``, and run on the
 device of their input. Filterbanks are cached per (parameters, device).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from songkit.core.errors import UserError
@@ -32,13 +34,16 @@ A4_HZ = 440.0
 CHROMA_START = "A"
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE, mono: bool = True):
-    """Read an audio file as float32 at ``sample_rate`` (None keeps the file's rate).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000  # Hz: what audio files hold; beyond is a damaged header
+MAX_CHANNELS = 64
+MAX_SECONDS = 20 * 60.0  # default longest input read_audio reads (a caller passes its own limit)
+_BLOCK_FRAMES = 1 << 18  # read in blocks: memory follows what decodes, not what a header claims
 
-    Returns ``(samples, sr)``: ``samples`` is ``(N,)`` when ``mono`` else ``(C, N)``.
-    An empty, truncated or non-audio file is a ``UserError`` naming the file.
-    """
-    import numpy as np
+
+def audio_info(path: str | os.PathLike, max_seconds: float | None = MAX_SECONDS):
+    """``(sample_rate, frames, channels)`` of an audio file from its header alone, checked: a sample rate
+    within 1,000..384,000 Hz, 1..64 channels, at most ``max_seconds`` (None: no limit). Anything else is
+    one UserError line naming the file, before a sample is read."""
     import soundfile as sf
 
     p = Path(path)
@@ -50,22 +55,69 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE, m
         raise UserError(f"{p}: empty file, not audio")
     _check_wav_complete(p)
     try:
+        info = sf.info(str(p))
+    except Exception as e:  # libsndfile's errors, and ValueError/TypeError from damaged headers
+        raise UserError(f"{p}: not a readable audio file ({_first_line(e)})") from None
+    sr, frames, channels = int(info.samplerate), int(info.frames), int(info.channels)
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise UserError(f"{p}: sample rate {sr:,} Hz outside {MIN_SAMPLE_RATE:,}..{MAX_SAMPLE_RATE:,} Hz "
+                        "(damaged header?)")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise UserError(f"{p}: {channels} channels, expected 1..{MAX_CHANNELS} (damaged header?)")
+    if max_seconds is not None and frames > max_seconds * sr:
+        raise UserError(f"{p}: {_clock(frames / sr)} of audio, longer than the {_clock(max_seconds)} this reads")
+    return sr, frames, channels
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:120] if text else type(e).__name__
+
+
+def _clock(seconds: float) -> str:
+    """1:02:03 / 4:05 / 0:07 for messages (the header may claim centuries)."""
+    if seconds > 1e7:
+        return f"{seconds:.3g} s"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE, mono: bool = True,
+               max_seconds: float | None = MAX_SECONDS):
+    """Read an audio file as float32 at ``sample_rate`` (None keeps the file's rate).
+
+    Returns ``(samples, sr)``: ``samples`` is ``(N,)`` when ``mono`` else ``(C, N)``. The header is checked
+    first (:func:`audio_info`: rate, channels, at most ``max_seconds``), then the file is read in blocks, so
+    a damaged header cannot make a small file allocate gigabytes. An empty, truncated, non-finite or
+    non-audio file is a ``UserError`` naming the file.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    p = Path(path)
+    sr_in, frames, channels = audio_info(p, max_seconds)
+    limit = frames if frames > 0 else int((max_seconds or 1e9) * sr_in)  # streamed files claim 0 frames
+    blocks, total = [], 0
+    try:
         with sf.SoundFile(str(p)) as f:
-            sr_in = f.samplerate
-            frames = f.frames
-            data = f.read(dtype="float32", always_2d=True)  # (N, C)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        msg = str(e).split("\n")[0]
-        raise UserError(f"{p}: not a readable audio file ({msg})") from None
-    if data.shape[0] == 0:
+            while total < limit:
+                block = f.read(min(_BLOCK_FRAMES, limit - total), dtype="float32", always_2d=True)  # (n, C)
+                if block.shape[0] == 0:
+                    break
+                total += block.shape[0]
+                if not np.isfinite(block).all():
+                    raise UserError(f"{p}: audio contains NaN or infinite samples")
+                blocks.append(block.mean(axis=1, keepdims=True) if mono else block)
+    except UserError:
+        raise
+    except Exception as e:  # libsndfile's errors, and ValueError/TypeError from damaged data
+        raise UserError(f"{p}: not a readable audio file ({_first_line(e)})") from None
+    if total == 0:
         raise UserError(f"{p}: no audio samples (empty or truncated file)")
-    if frames > 0 and data.shape[0] < frames:
-        raise UserError(f"{p}: truncated audio file ({data.shape[0]} of {frames} frames)")
-    if not np.isfinite(data).all():
-        raise UserError(f"{p}: audio contains NaN or infinite samples")
-    data = data.T  # (C, N)
-    if mono:
-        data = data.mean(axis=0, keepdims=True)
+    if frames > 0 and total < frames:
+        raise UserError(f"{p}: truncated audio file ({total} of {frames} frames)")
+    data = np.concatenate(blocks).T  # (C, N)
+    del blocks
     if sample_rate is not None and sr_in != sample_rate:
         data = resample(data, sr_in, sample_rate)
     else:
@@ -96,53 +148,119 @@ def _check_wav_complete(p: Path) -> None:
         raise UserError(f"{p}: truncated WAV file (no data chunk)")
 
 
-@functools.lru_cache(maxsize=16)
-def _sinc_kernel(orig: int, new: int, width_zc: int, rolloff: float):
-    """Polyphase windowed-sinc kernels ``(new, 1, K)`` for resampling orig -> new (reduced)."""
+# ----------------------------------------------------------------------------- resampling
+_ONE_BANK_MAX = 1 << 21  # elements of a one-convolution polyphase bank (8 MB); larger pairs go in groups
+
+
+def _sinc(d, scale: float, width_zc: int):
+    """The Hann-windowed sinc low-pass at offsets ``d`` (input samples, float64 torch), cut-off ``scale``
+    of the input's Nyquist, ``width_zc`` zero crossings each side (torchaudio's ``sinc_interp_hann``)."""
     import torch
 
-    base = min(orig, new) * rolloff
-    width = math.ceil(width_zc * orig / base)
-    idx = torch.arange(-width, width + orig, dtype=torch.float64)[None, None] / orig
-    t = torch.arange(0, -new, -1, dtype=torch.float64)[:, None, None] / new + idx
-    t = (t * base).clamp(-width_zc, width_zc)
-    window = torch.cos(t * math.pi / width_zc / 2) ** 2  # Hann
+    t = (d * scale).clamp(-width_zc, width_zc)
+    window = torch.cos(t * math.pi / width_zc / 2) ** 2
     t = t * math.pi
-    kernel = torch.where(t == 0, torch.ones_like(t), torch.sin(t) / torch.where(t == 0, torch.ones_like(t), t))
-    kernel = kernel * window * (base / orig)
-    return kernel.float(), width
+    safe = torch.where(t == 0, torch.ones_like(t), t)
+    return torch.where(t == 0, torch.ones_like(t), torch.sin(safe) / safe) * window * scale
 
 
-def resample(x, orig_sr: int, new_sr: int, width_zc: int = 16, rolloff: float = 0.945):
-    """Band-limited resampling of ``x`` (numpy or torch, ``(..., N)``) from orig_sr to new_sr.
+@functools.lru_cache(maxsize=16)
+def _sinc_kernel(orig: int, new: int, width_zc: int, rolloff: float):
+    """Exact polyphase bank ``(new, 1, K)`` for resampling orig -> new (co-prime), and its half width."""
+    import torch
 
-    Windowed-sinc polyphase filtering (Hann window, ``width_zc`` zero crossings, cut-off at
-    ``rolloff`` of the lower Nyquist). Output length is ``ceil(N * new_sr / orig_sr)``.
+    scale = min(orig, new) * rolloff / orig
+    width = math.ceil(width_zc / scale)
+    idx = torch.arange(-width, width + orig, dtype=torch.float64)[None, None]
+    d = idx - torch.arange(0, new, dtype=torch.float64)[:, None, None] * orig / new  # (new, 1, K)
+    return _sinc(d, scale, width_zc).float(), width
+
+
+def _phase_groups(orig: int, new: int, width_zc: int, rolloff: float) -> Iterator[tuple]:
+    """The exact polyphase filters of orig -> new (co-prime) in groups of neighbouring phases:
+    ``(j0, j1, s0, kernel (j1 - j0, K))``. Output ``n = j + m * new`` (phase j) sits at input position
+    ``c = n * orig / new = s_j + m * orig + frac_j``; phase j's taps start ``s_j - s0`` into its group's
+    kernel, so one group is one strided product over the input with a kernel of about 4 W taps."""
+    import torch
+
+    scale = min(orig, new) * rolloff / orig
+    width = math.ceil(width_zc / scale)
+    per = max(1, 2 * width * new // orig)  # phases per group: their starts spread over about 2 W inputs
+    for j0 in range(0, new, per):
+        j = torch.arange(j0, min(new, j0 + per), dtype=torch.int64)
+        start = j * orig // new  # s_j
+        frac = (j * orig - start * new).double() / new
+        rel = start - start[0]
+        taps = torch.arange(2 * width + int(rel[-1]), dtype=torch.float64)
+        d = taps[None] - rel[:, None].double() - (width - 1) - frac[:, None]  # input minus output position
+        kernel = torch.where((d * scale).abs() < width_zc, _sinc(d, scale, width_zc), torch.zeros_like(d))
+        yield int(j0), int(j[-1]) + 1, int(start[0]), kernel.float()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_groups(orig: int, new: int, width_zc: int, rolloff: float) -> tuple:
+    return tuple(_phase_groups(orig, new, width_zc, rolloff))
+
+
+def _resample_grouped(flat, orig: int, new: int, width_zc: int, rolloff: float, target: int):
+    """Exact windowed-sinc resampling for rate pairs whose one-convolution bank would be huge (44,056 ->
+    22,050: 11,025 phases x 22,096 taps): each group of phases is a strided view of the input times its
+    small kernel, in chunks of outputs. ``(B, N) -> (B, target)``."""
+    import torch
+
+    width = math.ceil(width_zc / (min(orig, new) * rolloff / orig))
+    steps = math.ceil(target / new)  # outputs per phase
+    n = flat.shape[-1]
+    right = max(width + 1, (steps + 1) * orig + 4 * width + orig - n)
+    padded = torch.nn.functional.pad(flat, (width, right)).contiguous()  # input i sits at i + width
+    rows, length = padded.shape
+    out = flat.new_zeros(rows, new, steps)
+    small = new * 4 * width <= 1 << 23  # the groups of usual odd rates are kept (at most 32 MB)
+    groups = _cached_groups(orig, new, width_zc, rolloff) if small else _phase_groups(orig, new, width_zc, rolloff)
+    for j0, j1, s0, kernel in groups:
+        kernel = kernel.to(flat.device, flat.dtype).T  # (K, phases)
+        chunk = max(1, (1 << 22) // (kernel.shape[0] * rows))
+        for m0 in range(0, steps, chunk):
+            m1 = min(steps, m0 + chunk)
+            frames = padded.as_strided((rows, m1 - m0, kernel.shape[0]), (length, orig, 1),
+                                       padded.storage_offset() + s0 + 1 + m0 * orig)  # (B, m, K), a view
+            out[:, j0:j1, m0:m1] = (frames @ kernel).transpose(1, 2)
+    return out.transpose(1, 2).reshape(rows, -1)[:, :target]
+
+
+def resample(x, orig_sr: int, new_sr: int, width_zc: int = 16, rolloff: float = 0.945,
+             one_bank: bool | None = None):
+    """Band-limited resampling of ``x`` (numpy or torch, ``(..., N)``) from orig_sr to new_sr, any pair of
+    rates (44,056 -> 22,050 too), in torch alone.
+
+    Windowed-sinc filtering (Hann window, ``width_zc`` zero crossings, cut-off at ``rolloff`` of the lower
+    Nyquist); output sample n sits at input position ``n * orig_sr / new_sr``. Rate pairs whose polyphase
+    bank is small run as one strided convolution; others in groups of neighbouring phases (the same
+    numbers; ``one_bank`` forces either). Output length is ``ceil(N * new_sr / orig_sr)``.
     """
     import numpy as np
     import torch
 
-    is_np = isinstance(x, np.ndarray)
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) if is_np else x
     if orig_sr == new_sr:
         return x
+    if min(orig_sr, new_sr) <= 0:
+        raise ValueError(f"sample rates must be positive, not {orig_sr} -> {new_sr}")
+    is_np = isinstance(x, np.ndarray)
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) if is_np else x
     g = math.gcd(int(orig_sr), int(new_sr))
     orig, new = int(orig_sr) // g, int(new_sr) // g
     shape = xt.shape
     flat = xt.reshape(-1, shape[-1])
-    n = flat.shape[-1]
-    target = math.ceil(new * n / orig)
-    if orig > 2000 or new > 2000:
-        # co-prime odd rates: the exact polyphase bank would be huge; fall back to FFT resampling
-        from scipy.signal import resample as fft_resample
-
-        out = torch.from_numpy(fft_resample(flat.cpu().numpy(), target, axis=-1).astype(np.float32))
-    else:
+    target = math.ceil(new * flat.shape[-1] / orig)
+    width = math.ceil(width_zc / (min(orig, new) * rolloff / orig))
+    if one_bank if one_bank is not None else new * (2 * width + orig) <= _ONE_BANK_MAX:
         kernel, width = _sinc_kernel(orig, new, width_zc, rolloff)
         kernel = kernel.to(flat.device, flat.dtype)
         padded = torch.nn.functional.pad(flat[:, None], (width, width + orig))
         out = torch.nn.functional.conv1d(padded, kernel, stride=orig)  # (B, new, frames)
         out = out.transpose(1, 2).reshape(flat.shape[0], -1)[:, :target]
+    else:
+        out = _resample_grouped(flat, orig, new, width_zc, rolloff, target)
     out = out.reshape(*shape[:-1], out.shape[-1])
     return out.numpy() if is_np else out
 
