@@ -2,7 +2,7 @@
 train on the others and test on every instrument of the held-out one (issue 11).
 
     python bench/bench_instrument_loso.py render [--cache DIR]           # once: every SoundFont, NSynth layout
-    python bench/bench_instrument_loso.py run --model cnn2d --recipe base [--epochs 4] [--notes 3000]
+    python bench/bench_instrument_loso.py run --model cnn2d --recipe base [--epochs 3] [--notes 1500]
     python bench/bench_instrument_loso.py table [--cache DIR]            # every result so far, markdown
 
 ``render`` writes one NSynth-layout folder per SoundFont under the cache (split by GM program with a fixed
@@ -83,7 +83,8 @@ def per_instrument(examples, n: int, seed: int):
                                                                               key=lambda x: x.note_str))]
 
 
-def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes: int, seed: int, workers: int):
+def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes: int, seed: int, workers: int,
+             test_notes: int = 1000, valid_notes: int = 300):
     import random
 
     from songkit.core.train import TrainRun
@@ -104,8 +105,10 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     rng = random.Random(seed)
     if notes and len(train_ex) > notes:  # the same budget for every recipe: a fixed number of notes
         train_ex = rng.sample(train_ex, notes)
-    valid_ex = rng.sample(valid_ex, min(len(valid_ex), 600))
+    valid_ex = rng.sample(valid_ex, min(len(valid_ex), valid_notes))
     test_ex = [e for s in ("train", "valid", "test") for e in examples_of(cache / held, s)]
+    if test_notes and len(test_ex) > test_notes:  # a seeded random sample of all its instruments' notes
+        test_ex = random.Random(seed + 1).sample(test_ex, test_notes)
     cfg = MODELS[model][0]()
     if "frontend" in spec:
         cfg = replace(cfg, frontend=spec["frontend"])
@@ -146,8 +149,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--model", default="cnn2d")
     ap.add_argument("--recipe", default="base", choices=list(RECIPES))
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--notes", type=int, default=3000, help="training notes per fold (0: all)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--notes", type=int, default=1500, help="training notes per fold (0: all)")
+    ap.add_argument("--test-notes", type=int, default=1000, help="held-out notes tested per fold (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--held-out", action="append", help="only these folds (default: every SoundFont)")
@@ -166,7 +170,8 @@ def main() -> None:
     for held in args.held_out or list(SOUNDFONTS):
         if (args.model, args.recipe, held) in done or not (args.cache / held).is_dir():
             continue
-        row = run_fold(args.cache, held, args.model, args.recipe, args.epochs, args.notes, args.seed, args.workers)
+        row = run_fold(args.cache, held, args.model, args.recipe, args.epochs, args.notes, args.seed, args.workers,
+                       args.test_notes)
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{args.model} {args.recipe} held out {held}: accuracy {row['accuracy']:.3f} "

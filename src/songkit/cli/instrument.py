@@ -3,7 +3,6 @@ instrument-family classification on NSynth-format data."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +29,8 @@ def instrument(
     """Name the instrument family of each audio file (NSynth's 11 families), with its probability."""
     import contextlib
 
-    from songkit.core.io import expand_inputs
+    from songkit.cli.output import print_json, print_table
+    from songkit.core.io import expand_inputs, input_file
     from songkit.tasks.instrument.infer import predict
 
     suffixes = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
@@ -38,7 +38,7 @@ def instrument(
         files, names = [], {}
         for p in audio:
             if str(p) == "-":
-                files.append(stack.enter_context(_stdin_file()))
+                files.append(stack.enter_context(input_file("-", suffix=".audio")))
                 names[files[-1]] = "-"
             else:
                 files += expand_inputs([p], suffixes)
@@ -46,49 +46,15 @@ def instrument(
                                    names=names)
     if skip_bad:  # a result, not progress: shown even under -q
         typer.echo(f"skipped {skipped} of {len(files)} file(s)", err=True)
-    print_json, print_table = _printers()
     if json_out:
         for r in results:
             print_json(r)
     elif top == 1:
-        print_table("instrument", ["file", "family", "probability"],
+        print_table(None, ["file", "family", "probability"],
                     [[r["file"], r["family"], f"{r['probability']:.3f}"] for r in results])
     else:
-        print_table("instrument", ["file"] + [f"#{k + 1}" for k in range(top)],
+        print_table(None, ["file"] + [f"#{k + 1}" for k in range(top)],
                     [[r["file"], *[f"{f} {p:.3f}" for f, p in r["top"]]] for r in results])
-
-
-@contextlib.contextmanager
-def _stdin_file():
-    """stdin's bytes as a temporary file (soundfile needs to seek); removed afterwards."""
-    import os
-    import sys
-    import tempfile
-
-    fd, name = tempfile.mkstemp(suffix=".audio")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(sys.stdin.buffer.read())
-        yield Path(name)
-    finally:
-        os.unlink(name)
-
-
-def _printers():
-    """cli.output's printers; until it lands, one JSON line and plain columns that never wrap."""
-    try:
-        from songkit.cli.output import print_json, print_table
-    except ImportError:
-        import json
-
-        def print_json(obj) -> None:
-            print(json.dumps(obj))
-
-        def print_table(title, columns, rows, file=None) -> None:
-            lines = [[str(c) for c in row] for row in [columns, *rows]]
-            widths = [max(map(len, col)) for col in zip(*lines)]
-            print("\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines), file=file)
-    return print_json, print_table
 
 
 @train_options(epochs=20, batch_size=32, lr=8e-4, optimizer="adam", weight_decay=0.0, schedule="none",
@@ -132,8 +98,7 @@ def eval_instrument(
 ) -> None:
     """Accuracy, per-family precision/recall/F1 and the confusion matrix of a checkpoint on an NSynth
     split (notes stream from disk)."""
-    import math
-
+    from songkit.cli.output import print_json, print_table
     from songkit.core.errors import UserError
     from songkit.tasks.instrument.evaluate import evaluate
 
@@ -145,19 +110,14 @@ def eval_instrument(
                       limit=limit, workers=workers)
     if skip_bad:  # a result, not progress: shown even under -q
         typer.echo(f"skipped {result['skipped']} bad note(s)", err=True)
-    print_json, print_table = _printers()
     if json_out:
         print_json(result)
         return
 
-    def fmt(v: float) -> str:
-        return "-" if math.isnan(v) else f"{v:.3f}"
-
-    print(f"{result['model']} on {split} ({result['notes']} notes): accuracy {result['accuracy']:.4f}, "
-          f"macro F1 {result['macro_f1']:.4f}")
-    print_table("per family", ["family", "precision", "recall", "f1", "support"],
-                [[fam, fmt(m["precision"]), fmt(m["recall"]), fmt(m["f1"]), m["support"]]
-                 for fam, m in result["per_family"].items()])
+    title = (f"{result['model']} on {split} ({result['notes']} notes): accuracy {result['accuracy']:.4f}, "
+             f"macro F1 {result['macro_f1']:.4f}")
+    print_table(title, ["family", "precision", "recall", "f1", "support"],
+                [[fam, m["precision"], m["recall"], m["f1"], m["support"]] for fam, m in result["per_family"].items()])
     if confusion is not None:
         print(f"confusion matrix: {confusion}")
 

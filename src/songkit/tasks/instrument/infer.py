@@ -21,14 +21,13 @@ from songkit.tasks.instrument.nsynth import check_signal, is_silent
 
 def load(checkpoint: Path | None, device: str = "auto"):
     """``(model in eval mode on its device, Checkpoint)`` from a file, a run folder or the shipped default."""
-    try:
-        from songkit.core.checkpoint import load_model
-    except ImportError:  # until core's loader lands: the same contract, minimal checks
-        load_model = _load_model
-    model, ck = load_model(checkpoint, TASK, MODELS, device)
-    if list(ck.vocab) != FAMILIES:
-        raise UserError(f"{ck.path}: its labels are not NSynth's 11 families")
-    return model, ck
+    from songkit.core.checkpoint import load_model
+
+    def check_vocab(vocab) -> None:
+        if list(vocab) != FAMILIES:
+            raise ValueError("not NSynth's 11 families in NSynth's order")
+
+    return load_model(checkpoint, TASK, MODELS, device, check_vocab=check_vocab)
 
 
 def model_device(model) -> torch.device:
@@ -106,30 +105,3 @@ def predict(paths: list[Path], checkpoint: Path | None = None, top: int = 1, win
         results.append({"file": shown, **classify(model, clips, top)})
     return results, skipped
 
-
-def _load_model(path, task, models, device="cpu"):
-    """Stand-in for core.checkpoint.load_model (path, run folder or default; config checked)."""
-    import dataclasses
-
-    from songkit.core.checkpoint import default_checkpoint, load_checkpoint
-    from songkit.core.device import place_model, resolve_device
-
-    path = Path(path) if path is not None else default_checkpoint(task)
-    if path.is_dir():
-        path = path / "best.ckpt"
-    ck = load_checkpoint(path, task=task)
-    if ck.model not in models:
-        raise UserError(f"{path}: unknown {task} model {ck.model!r}")
-    cfg_cls, module_cls = models[ck.model]
-    names = {f.name for f in dataclasses.fields(cfg_cls)}
-    if not isinstance(ck.config, dict) or set(ck.config) - names:
-        raise UserError(f"{path}: config does not fit model {ck.model!r}")
-    try:
-        cfg = cfg_cls(**ck.config)
-        if hasattr(cfg, "check"):
-            cfg.check()
-        model = module_cls(cfg)
-        model.load_state_dict(ck.state_dict)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"{path}: does not fit model {ck.model!r} ({str(e).splitlines()[0][:200]})") from None
-    return place_model(model, resolve_device(device)).eval(), ck
