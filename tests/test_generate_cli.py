@@ -83,6 +83,15 @@ def test_refused_sampling_options(tiny, tmp_path):
     assert not mid.exists()
 
 
+def test_tokenize_checkpoint_samples_midi(tmp_path):
+    from songkit.core.checkpoint import default_checkpoint
+
+    mid = tmp_path / "song.mid"
+    r = invoke("generate", "-c", default_checkpoint("tokenize"), "--seed", "0", "-t", "0.9", "-o", mid)
+    assert r.exit_code == 0, r.output
+    assert mid.read_bytes()[:4] == b"MThd"
+
+
 @pytest.mark.parametrize("damage, field", [
     ({"config": {"vocab_size": 99, "embed_dim": 8, "hidden_size": 16, "num_layers": 1, "dropout": 2.0}}, "dropout"),
     ({"config": {"vocab_size": 99, "embed_dim": 8, "hidden_size": 16, "num_layers": "x", "dropout": 0.0}},

@@ -47,7 +47,7 @@ def generate(
     from songkit.core.checkpoint import load_checkpoint
     from songkit.core.device import resolve_device
     from songkit.core.errors import UserError
-    from songkit.core.io import open_output
+    from songkit.core.io import check_outputs, open_output
     from songkit.core.progress import make_progress
 
     prime = codecs.decode(prime, "unicode_escape") if "\\" in prime else prime
@@ -58,7 +58,8 @@ def generate(
     if str(out) != "-" and out.suffix.lower() in refuses:
         raise UserError(f"{out}: a '{task}' checkpoint writes {'MIDI' if task == 'tokenize' else 'ABC'}, "
                         f"not {out.suffix}; name the output {wants[0]}")
-    target = _output(out, checkpoint, force)
+    inputs = [checkpoint, checkpoint / "best.ckpt"] if checkpoint is not None and checkpoint.is_dir() else [checkpoint]
+    check_outputs([p for p in inputs if p is not None], [out], force)  # never the checkpoint; existing: --force
     dev = resolve_device(device)
     if task == "tokenize":
         given = {"--num": num, "--max-chars": max_chars, "--top-k": top_k, "--top-p": top_p, "--prime": prime}
@@ -67,7 +68,7 @@ def generate(
             raise UserError(f"{checkpoint}: {', '.join(typed)}: not available with a tokenize checkpoint "
                             "(it samples one MIDI piece; --temperature and --seed apply)")
         midi = _tokenize_sampler()(checkpoint, temperature=temperature, seed=seed, device=dev)
-        with open_output(target, "wb") as f:
+        with open_output(out, "wb") as f:
             f.write(midi)
         return
     from songkit.tasks.generate.infer import generate as sample
@@ -80,21 +81,8 @@ def generate(
         bar_task = bar.add_task(f"sampling {num} tune(s)", total=max_chars, rate="", info="")
         text = sample(checkpoint, num=num, temperature=temperature, max_chars=max_chars, top_k=top_k, top_p=top_p,
                       prime=prime, seed=seed, device=dev, on_step=lambda t: bar.update(bar_task, completed=t + 1))
-    with open_output(target) as f:
+    with open_output(out) as f:
         f.write(text)
-
-
-def _output(out: Path, checkpoint: Path | None, force: bool) -> Path | str:
-    """The file to write ('-': stdout); never the checkpoint, an existing file only with --force."""
-    from songkit.core.errors import UserError
-
-    if str(out) == "-":
-        return "-"
-    if checkpoint is not None and out.resolve() in (Path(checkpoint).resolve(), (Path(checkpoint) / "best.ckpt").resolve()):
-        raise UserError(f"{out}: is one of the inputs (the checkpoint); choose another --out")
-    if out.exists() and not force:
-        raise UserError(f"{out}: exists; --force writes over it")
-    return out
 
 
 def _tokenize_sampler():
