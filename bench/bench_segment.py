@@ -1,16 +1,21 @@
-"""Segmentation throughput at 256x256: every model, training and inference, in one process.
+"""Segmentation training throughput: the default path against --no-amp, every model, in one run.
 
-    python bench/bench_segment.py [--models fcn,erfnet] [--size 256] [--batch-size 2] [--repeats 2] [--json]
+    python bench/bench_segment.py [--models fcn,erfnet] [--size 224] [--batch-size 8] [--repeats 2]
+                                  [--command-steps 3] [--forced-bf16] [--json]
 
-For each model, images per second of
-- inference: the reference is channels-first under ``torch.no_grad``; the variants switch
-  to channels-last memory format and/or ``torch.inference_mode``;
-- training (forward, cross-entropy, backward, AdamW step): the reference is channels-first,
-  the variant channels-last.
-Each timing is the best of ``--repeats`` rounds after one warm-up run, the variants taking turns
-within each round (so other processes' load falls on all alike); ratios are variant / reference
-on the same model in the same run (above 1: faster). Inputs are random images and masks;
-throughput does not depend on the values.
+1. Training images/s of every model at ``batch x 3 x size x size`` (default 8 x 3 x 224 x 224): one AdamW
+   step (forward, cross-entropy, backward, step) exactly as ``core.train.fit`` runs it: the model placed
+   with ``core.device.place_model`` and the step under ``autocast(amp_dtype(...))``. "default" is that path
+   with amp on (bf16 autocast + channels-last on CPUs with AMX/AVX512-BF16 and on CUDA; plain fp32 on a
+   CPU without native bf16), "no_amp" is plain fp32 channels-first. Each time is the best of ``--repeats``
+   rounds after a warm-up, the variants taking turns in every round (so other processes' load falls on
+   both alike); the ratio is default / no_amp on the same model in the same run.
+2. The whole command ``songkit train segment --model erfnet --size 224 --batch-size 8 --epochs 1
+   --max-steps-per-epoch N`` (data loading, training, evaluation of the embedded valid split, checkpoints),
+   default vs ``--no-amp``: wall-clock seconds and their ratio.
+
+``--forced-bf16`` adds the bf16 path forced on a CPU without native bf16 (``SONGKIT_CPU_BF16=1``), to
+show what the run-time detection avoids. The first line says whether this CPU has native bf16.
 """
 
 from __future__ import annotations
@@ -18,19 +23,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from songkit.tasks.segment.model import MODELS, build_model, count_parameters
+from songkit.core.device import amp_dtype, autocast, cpu_supports_bf16, place_model
+from songkit.tasks.segment.model import MODELS, count_parameters
 
 
 def best_of_interleaved(fns: dict, repeats: int) -> dict[str, float]:
-    """Best time of each function over ``repeats`` rounds, the variants taking turns in every round,
-    so that load from other processes falls on all of them alike (one warm-up run each first)."""
+    """Best time of each function over ``repeats`` rounds, the variants taking turns in every round
+    (one warm-up run each first: allocations, oneDNN kernel selection)."""
     for fn in fns.values():
-        fn()  # warm-up (allocations, oneDNN kernel selection)
+        fn()
     best = {name: float("inf") for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -40,82 +51,119 @@ def best_of_interleaved(fns: dict, repeats: int) -> dict[str, float]:
     return best
 
 
-def bench_model(name: str, size: int, batch: int, repeats: int) -> dict:
+def train_step_fn(name: str, amp: bool, x: torch.Tensor, y: torch.Tensor):
+    """One training step of model ``name`` on the path fit takes with ``--amp``/``--no-amp``."""
+    dev = torch.device("cpu")
+    cfg_cls, module = MODELS[name]
     torch.manual_seed(0)
-    x = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, 21, (batch, size, size))
-    row: dict = {"model": name, "parameters": count_parameters(build_model(name))}
+    model = place_model(module(cfg_cls()), dev, amp).train()
+    dtype = amp_dtype(dev, amp, model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    # inference: (memory format, grad mode) -> images/s; two copies of the same weights
-    first = build_model(name).eval()
-    last = build_model(name).eval().to(memory_format=torch.channels_last)
-    last.load_state_dict(first.state_dict())
-    x_last = x.contiguous(memory_format=torch.channels_last)
-    fns = {}
-    for fmt, m, xi in (("first", first, x), ("last", last, x_last)):
-        for mode, ctx in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
-            def run(m=m, xi=xi, ctx=ctx):
-                with ctx():
-                    m(xi)
-            fns[f"infer_{fmt}_{mode}"] = run
-    row.update({k: batch / t for k, t in best_of_interleaved(fns, repeats).items()})
+    def step():
+        with autocast(dev, dtype):
+            loss = F.cross_entropy(model(x).float(), y, ignore_index=255)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
-    # training: a full optimiser step, channels-first vs channels-last, from the same weights
-    fns = {}
-    for fmt in ("first", "last"):
-        torch.manual_seed(0)
-        m = build_model(name).train()
-        xt = x
-        if fmt == "last":
-            m = m.to(memory_format=torch.channels_last)
-            xt = x_last
-        opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    return step, dtype
 
-        def step(m=m, xt=xt, opt=opt):
-            loss = F.cross_entropy(m(xt), y, ignore_index=255)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        fns[f"train_{fmt}"] = step
-    row.update({k: batch / t for k, t in best_of_interleaved(fns, repeats).items()})
 
-    ref = row["infer_first_no_grad"]
-    row["ratio_infer_last_no_grad"] = row["infer_last_no_grad"] / ref
-    row["ratio_infer_first_inference_mode"] = row["infer_first_inference_mode"] / ref
-    row["ratio_infer_last_inference_mode"] = row["infer_last_inference_mode"] / ref
-    row["ratio_train_last"] = row["train_last"] / row["train_first"]
+def bench_model(name: str, size: int, batch: int, repeats: int, forced_bf16: bool) -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, size, size)  # (B, 3, S, S): throughput does not depend on the values
+    y = torch.randint(0, 21, (batch, size, size))  # (B, S, S)
+    fns, dtypes = {}, {}
+    for variant, amp in (("default", True), ("no_amp", False)):
+        fns[variant], dtypes[variant] = train_step_fn(name, amp, x, y)
+    if forced_bf16 and not cpu_supports_bf16():
+        with _env(SONGKIT_CPU_BF16="1"):
+            fns["forced_bf16"], dtypes["forced_bf16"] = train_step_fn(name, True, x, y)
+    times = best_of_interleaved(fns, repeats)
+    row = {"model": name, "parameters": count_parameters(MODELS[name][1](MODELS[name][0]())),
+           **{f"{k}_images_per_s": batch / t for k, t in times.items()},
+           **{f"{k}_dtype": str(d).replace("torch.", "") if d else "float32" for k, d in dtypes.items()}}
+    row["ratio"] = row["default_images_per_s"] / row["no_amp_images_per_s"]
     return row
+
+
+@contextlib.contextmanager
+def _env(**values):
+    """Set environment variables for a block (amp_dtype reads SONGKIT_CPU_BF16 at call time)."""
+    from songkit.core.device import cpu_supports_bf16 as detect
+
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    with contextlib.suppress(AttributeError):
+        detect.cache_clear()
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        with contextlib.suppress(AttributeError):
+            detect.cache_clear()
+
+
+def bench_command(steps: int, extra_env: dict | None = None) -> dict:
+    """Wall-clock seconds of the whole `songkit train segment` command, default vs --no-amp."""
+    env = {**os.environ, **(extra_env or {})}
+    base = [sys.executable, "-m", "songkit", "-q", "train", "segment", "--model", "erfnet", "--size", "224",
+            "--batch-size", "8", "--epochs", "1", "--max-steps-per-epoch", str(steps), "--seed", "0",
+            "--device", "cpu", "--force"]
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        # the embedded dataset is built once before (not part of either time)
+        subprocess.run([sys.executable, "-c", "from songkit.tasks.segment.synthetic import embedded_dataset as e; e()"],
+                       env=env, capture_output=True, check=True)
+        for variant, flags in (("default", []), ("no_amp", ["--no-amp"])):
+            t = time.perf_counter()
+            proc = subprocess.run([*base, "--out", str(Path(tmp) / variant), *flags], env=env, capture_output=True,
+                                  text=True, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"bench_segment: {variant} run failed: {proc.stderr.strip().splitlines()[-1:]}")
+            seconds[variant] = time.perf_counter() - t
+    return {"command": "songkit train segment --model erfnet --size 224 --batch-size 8 --epochs 1 "
+                       f"--max-steps-per-epoch {steps}", "default_seconds": seconds["default"],
+            "no_amp_seconds": seconds["no_amp"], "speed_ratio": seconds["no_amp"] / seconds["default"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--command-steps", type=int, default=3, help="steps of the whole-command run (0: skip it)")
+    ap.add_argument("--forced-bf16", action="store_true", help="also force bf16 on a CPU without it")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    rows = []
+    native = cpu_supports_bf16()
+    print(f"segment training throughput, {a.batch_size} x 3 x {a.size} x {a.size}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; native bf16 on this CPU: {native} "
+          f"(default path = {'bf16 autocast + channels-last' if native else 'plain fp32, the same as --no-amp'})",
+          flush=True)
     for name in a.models.split(","):
         if name not in MODELS:
             raise SystemExit(f"bench_segment: unknown model {name!r} (known: {', '.join(MODELS)})")
-        rows.append(bench_model(name, a.size, a.batch_size, a.repeats))
+        row = bench_model(name, a.size, a.batch_size, a.repeats, a.forced_bf16)
         if a.json:
-            print(json.dumps(rows[-1]), flush=True)
-    if a.json:
-        return
-    print(f"segment throughput, {a.size}x{a.size}, batch {a.batch_size}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__} (images/s; ratios against channels-first + no_grad / channels-first training)")
-    head = ("model", "params", "infer ref", "CL", "IM", "CL+IM", "train ref", "train CL")
-    print("{:<14}{:>11}{:>10}{:>7}{:>7}{:>7}{:>10}{:>9}".format(*head))
-    for r in rows:
-        print("{:<14}{:>11,}{:>10.2f}{:>7.2f}{:>7.2f}{:>7.2f}{:>10.2f}{:>9.2f}".format(
-            r["model"], r["parameters"], r["infer_first_no_grad"], r["ratio_infer_last_no_grad"],
-            r["ratio_infer_first_inference_mode"], r["ratio_infer_last_inference_mode"], r["train_first"],
-            r["ratio_train_last"]))
+            print(json.dumps(row), flush=True)
+            continue
+        line = (f"{name:<14}{row['parameters']:>11,}  default {row['default_images_per_s']:6.2f} img/s "
+                f"({row['default_dtype']})  --no-amp {row['no_amp_images_per_s']:6.2f} img/s  ratio {row['ratio']:.2f}x")
+        if "forced_bf16_images_per_s" in row:
+            line += f"  forced bf16 {row['forced_bf16_images_per_s']:6.2f} img/s"
+        print(line, flush=True)
+    if a.command_steps:
+        row = bench_command(a.command_steps)
+        print(json.dumps(row) if a.json else (
+            f"{row['command']}: default {row['default_seconds']:.1f} s, --no-amp {row['no_amp_seconds']:.1f} s, "
+            f"speed ratio {row['speed_ratio']:.2f}x"), flush=True)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def test_out_file_with_one_input_and_folder_with_several(photos):
     with Image.open(photos / "mask.png") as m:
         assert m.mode == "P" and m.size == (40, 30)
     # an existing output that is not an input: refused without --force, replaced with it
-    one_line_error(invoke("segment", "photo.png", "-o", "mask.png", "-c", "tiny.ckpt"), "mask.png: exists (--force")
+    one_line_error(invoke("segment", "photo.png", "-o", "mask.png", "-c", "tiny.ckpt"), "mask.png: exists (--force replaces it)")
     assert invoke("segment", "photo.png", "-o", "mask.png", "-c", "tiny.ckpt", "--force").exit_code == 0
     r = invoke("segment", "photo.png", "other.jpg", "-o", "masks", "-c", "tiny.ckpt", "--overlay", "--json")
     assert r.exit_code == 0, r.output
@@ -81,7 +81,7 @@ def test_out_file_with_one_input_and_folder_with_several(photos):
     assert [Path(row["mask"]).name for row in rows] == ["photo.png", "other.png"]
     assert (photos / "masks" / "other.overlay.jpg").is_file()
     one_line_error(invoke("segment", "photo.png", "other.jpg", "-o", "mask.png", "-c", "tiny.ckpt"),
-                   "mask.png: is a file; with several pictures --out is a folder")
+                   "mask.png: is a file; with several inputs --out is a folder")
     one_line_error(invoke("segment", "photo.png", "-o", "mask.jpg", "-c", "tiny.ckpt"), "masks are PNG files")
     assert unchanged(before)
 

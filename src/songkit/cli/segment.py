@@ -40,9 +40,9 @@ Size = Annotated[int | None, typer.Option("--size", min=32, metavar="PIXELS",
 
 
 def segment(
-    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", show_default=False,
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", show_default=False,
                                                  help="Pictures or folders of pictures ('-': one picture from stdin).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="One picture: the mask file (NAME.png) or a folder; several: "
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="PATH", help="One picture: the mask file (NAME.png) or a folder; several: "
                                                           "a folder of <name>.png masks; '-': the PNG to stdout.")],
     checkpoint: Checkpoint = None,
     overlay: Annotated[bool, typer.Option("--overlay", help="Also write <mask name>.overlay.jpg: the mask over the picture.")] = False,
@@ -53,87 +53,55 @@ def segment(
     amp: Amp = True,
 ) -> None:
     """Segment pictures: a VOC palette PNG mask per picture, at the picture's own size."""
-    import json
-
+    from songkit.cli.output import print_json, print_table
     from songkit.core.device import resolve_device
-    from songkit.tasks.segment.infer import segment_files
-
-    files = _inputs(images)  # inputs and outputs checked before the model loads
-    outputs = _outputs(files, out, force, overlay)
-    stdin = sys.stdin.buffer.read() if files == [Path("-")] else None
-    rows = segment_files(files, outputs, checkpoint, resolve_device(device), amp=amp, size=size, overlay=overlay,
-                         stdin=stdin)
-    for row in rows:
-        if "png" in row:
-            _emit(row.pop("png"))
-        elif json_out:
-            _emit(json.dumps(row))
-        else:
-            shown = ", ".join(f"{k} {v:.0%}" for k, v in row["classes"].items() if k != "background" and v >= 0.005)
-            _emit(f"{row['image']} -> {row['mask']}  ({shown or 'background only'})")
-
-
-def _inputs(images: list[Path]) -> list[Path]:
-    """Files of the arguments (folders expanded); '-' (stdin) only alone."""
     from songkit.core.errors import UserError
-    from songkit.core.io import expand_inputs
+    from songkit.core.io import (
+        check_outputs,
+        expand_inputs,
+        output_for,
+        read_input_bytes,
+    )
+    from songkit.tasks.segment.infer import overlay_path, segment_files
 
+    # inputs and outputs are checked before the model loads
     if any(str(p) == "-" for p in images):
         if len(images) > 1:
             raise UserError("-: stdin holds one picture; give it alone")
-        return [Path("-")]
-    return expand_inputs(images, IMAGE_SUFFIXES)
-
-
-def _outputs(files: list[Path], out: Path, force: bool, overlay: bool) -> list[Path | None]:
-    """The mask path of each input (None: stdout). One input and ``-o NAME.png`` writes that file;
-    otherwise ``-o`` is a folder of <stem>.png. Never over an input; over another existing file only
-    with --force. (core.io.output_for, once it exists, is this rule for every task.)"""
-    from songkit.core.errors import UserError
-    from songkit.tasks.segment.infer import overlay_path
-
-    if str(out) == "-":
-        if len(files) != 1 or overlay:
-            raise UserError("--out -: writes one mask PNG to stdout, so give exactly one picture and no --overlay")
-        return [None]
-    if len(files) == 1 and not out.is_dir() and out.suffix:
-        if out.suffix.lower() != ".png":
-            raise UserError(f"{out}: masks are PNG files; give NAME.png or a folder")
-        outputs = [out]
+        files = [Path("-")]
     else:
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{out}: is a file; with several pictures --out is a folder")
-        outputs, taken = [], set()
-        for f in files:
-            stem = "stdin" if str(f) == "-" else f.stem
-            name, n = f"{stem}.png", 1
-            while name in taken:  # a/x.jpg and b/x.jpg: x.png and x-2.png
-                n += 1
-                name = f"{stem}-{n}.png"
-            taken.add(name)
-            outputs.append(out / name)
-    inputs = {f.resolve() for f in files if str(f) != "-"}
-    for dest in outputs:
-        for path in [dest, overlay_path(dest)] if overlay else [dest]:
-            if path.resolve() in inputs:
-                raise UserError(f"{path}: is one of the inputs; choose another --out (masks never replace pictures)")
-            if path.exists() and not force:
-                raise UserError(f"{path}: exists (--force overwrites it)")
-            if path.is_dir():
-                raise UserError(f"{path}: is a folder")
-    return outputs
+        files = expand_inputs(images, IMAGE_SUFFIXES)
+    if str(out) == "-" and (len(files) != 1 or overlay):
+        raise UserError("--out -: writes one mask PNG to stdout, so give exactly one picture and no --overlay")
+    if len(files) == 1 and out.suffix and not out.is_dir() and out.suffix.lower() != ".png":
+        raise UserError(f"{out}: masks are PNG files; give NAME.png or a folder")
+    outputs = [None if str(o) == "-" else Path(o) for o in output_for(files, out, ".png", force)]
+    if overlay:
+        check_outputs(files, [overlay_path(o) for o in outputs], force)
+    stdin = read_input_bytes("-") if files == [Path("-")] else None
+    rows = segment_files(files, outputs, checkpoint, resolve_device(device), amp=amp, size=size, overlay=overlay,
+                         stdin=stdin)
+    table = []
+    for row in rows:
+        if "png" in row:
+            png = row.pop("png")
+            _emit(lambda: (sys.stdout.buffer.write(png), sys.stdout.buffer.flush()))  # noqa: B023 - called at once
+        elif json_out:
+            _emit(lambda: print_json(row))  # noqa: B023 - called at once
+        else:
+            shown = ", ".join(f"{k} {v:.0%}" for k, v in row["classes"].items() if k != "background" and v >= 0.005)
+            table.append([row["image"], row["mask"], shown or "background only"])
+    if table:
+        _emit(lambda: print_table(None, ["picture", "mask", "classes"], table))
 
 
-def _emit(data: str | bytes) -> None:
-    """Write one result to stdout; a reader that closed the pipe (`| head`) ends the command with exit 0."""
+def _emit(write) -> None:
+    """Run ``write`` (it writes results to stdout); a reader that closed the pipe (`| head`) ends the command
+    with exit 0. (Click turns a broken pipe into exit 1 before songkit.cli.main sees it.)"""
     import os
 
     try:
-        if isinstance(data, bytes):
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        else:
-            print(data, flush=True)
+        write()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush cannot fail
         raise typer.Exit(0) from None
@@ -176,9 +144,7 @@ def eval_segment(
 ) -> None:
     """Pixel accuracy, mean accuracy, per-class IoU and mean IoU over a whole split (void ignored).
     Without --data: the embedded generated set's valid split (50 pictures; built once, a few seconds)."""
-    import json
-    import math
-
+    from songkit.cli.output import print_json, print_table
     from songkit.tasks.segment.evaluate import evaluate
 
     result = evaluate(checkpoint, data, split, device, size, batch_size, amp=amp, workers=workers)
@@ -192,44 +158,17 @@ def eval_segment(
         m = torch.tensor(matrix)[present][:, present]
         confusion_png(m, [list(result["per_class"])[i] for i in present], confusion, title="segment: pixels")
     if json_out:
-        _emit(json.dumps(_nan_to_none(result)))
+        _emit(lambda: print_json(result))
         return
-
-    def pct(v) -> str:
-        return "-" if v is None or math.isnan(v) else f"{100 * v:.1f}"
-
-    rows = [[name, pct(r["iou"]), pct(r["accuracy"]), pct(r["precision"]), f"{r['support']:,}"]
+    rows = [[name, 100 * r["iou"], 100 * r["accuracy"], 100 * r["precision"], r["support"]]
             for name, r in result["per_class"].items() if name not in result["absent_classes"]]
-    rows.append(["mean IoU", pct(result["mean_iou"]), pct(result["mean_accuracy"]), "", f"{result['pixels']:,}"])
-    rows.append(["pixel accuracy", "", pct(result["accuracy"]), "", ""])
-    lines = _table(f"songkit eval segment: {result['model']} on {result['split']} ({result['images']} pictures)",
-                   ["class", "IoU %", "accuracy %", "precision %", "pixels"], rows)
+    rows.append(["mean IoU", 100 * result["mean_iou"], 100 * result["mean_accuracy"], None, result["pixels"]])
+    rows.append(["pixel accuracy", None, 100 * result["accuracy"], None, None])
+    title = f"songkit eval segment: {result['model']} on {result['split']} ({result['images']} pictures)"
+    _emit(lambda: print_table(title, ["class", "IoU %", "accuracy %", "precision %", "pixels"], rows))
     if result["absent_classes"]:
-        lines.append(f"left out of the means (in neither truth nor prediction): {', '.join(result['absent_classes'])}")
-    _emit("\n".join(lines))
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> list[str]:
-    """Plain aligned columns that never wrap (cli.output.print_table's style, until it exists)."""
-    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
-
-    def line(r):
-        return "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
-
-    return [title, line(columns), *[line(r) for r in rows]]
-
-
-def _nan_to_none(obj):
-    """JSON has no NaN: a rate of an absent class is null."""
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nan_to_none(v) for v in obj]
-    return obj
+        _emit(lambda: print(f"left out of the means (in neither truth nor prediction): "
+                            f"{', '.join(result['absent_classes'])}", flush=True))
 
 
 def data_segment(
@@ -241,7 +180,8 @@ def data_segment(
     """Write the embedded dataset (generated shapes and textures) in the real VOC layout."""
     from songkit.tasks.segment.synthetic import SynthSpec, write_synthetic
 
-    _emit(str(write_synthetic(out, SynthSpec(train=train, val=valid, seed=seed))))
+    root = write_synthetic(out, SynthSpec(train=train, val=valid, seed=seed))
+    _emit(lambda: print(root, flush=True))
 
 
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, data_app: typer.Typer) -> None:

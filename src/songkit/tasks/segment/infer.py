@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from songkit.core.errors import UserError
 from songkit.tasks.segment.constants import TASK
 from songkit.tasks.segment.model import MODELS
 from songkit.tasks.segment.transforms import (
@@ -31,45 +30,13 @@ BAND_ELEMENTS = 1 << 24  # floats per band of upsampled logits (64 MB)
 
 
 def load(checkpoint: Path | str | None, device="cpu", amp: bool = True):
-    """(model in eval mode on ``device``, Checkpoint): None = the shipped default; a run folder = its best.ckpt.
+    """(model in eval mode on ``device``, Checkpoint) through core's one loader: None = the shipped
+    default; a run folder = its best.ckpt. Channels-last only when it runs under autocast."""
+    from songkit.core.checkpoint import load_model
 
-    The model is channels-last when it will run under autocast (core.device.place_model)."""
-    from songkit.core.device import place_model, resolve_device
-
-    device = resolve_device(str(device))
-    try:
-        from songkit.core.checkpoint import load_model
-    except ImportError:  # core's one loader not landed yet (issue 9): the same steps here
-        model, ck = _load_here(checkpoint)
-    else:
-        model, ck = load_model(checkpoint, TASK, MODELS, device="cpu")
-    model = model.to(memory_format=torch.contiguous_format)
-    return place_model(model, device, amp).eval(), ck
-
-
-def _load_here(checkpoint):
-    import dataclasses
-
-    from songkit.core.checkpoint import default_checkpoint, load_checkpoint
-
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint(TASK)
-    if path.is_dir():
-        path = path / "best.ckpt"
-    ck = load_checkpoint(path, task=TASK)
-    if ck.model not in MODELS:
-        raise UserError(f"{ck.path}: model '{ck.model}': expected one of {', '.join(MODELS)}")
-    cfg_cls, cls = MODELS[ck.model]
-    known = {f.name for f in dataclasses.fields(cfg_cls)}
-    unknown = sorted(set(ck.config) - known)
-    if unknown:
-        raise UserError(f"{ck.path}: config field {unknown[0]} unknown to model '{ck.model}'")
-    try:
-        cfg = cfg_cls(**ck.config)
-        cfg.check()
-        model = cls(cfg)
-        model.load_state_dict(ck.state_dict, strict=True)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"{ck.path}: {str(e).splitlines()[0][:160]}") from None
+    model, ck = load_model(checkpoint, TASK, MODELS, device=device)
+    if not amp:  # the loader places it for the default path; --no-amp is plain fp32 channels-first
+        model = model.to(memory_format=torch.contiguous_format)
     return model, ck
 
 
@@ -81,8 +48,8 @@ def run_model(model, x: torch.Tensor, device, amp: bool = True) -> torch.Tensor:
         return model(x.to(device)).float()
 
 
-def _axis(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source indices and weights of bilinear resizing along one axis, as F.interpolate with
+def _rows(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source rows and weights of bilinear resizing along one axis, as F.interpolate with
     align_corners=False computes them: src = (dst + 0.5) * n_in / n_out - 0.5, clamped at 0."""
     src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp_(min=0)
     lo = src.floor().long().clamp_(max=n_in - 1)
@@ -93,21 +60,22 @@ def _axis(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 def upsampled_bands(logits: torch.Tensor, height: int, width: int) -> Iterator[tuple[int, torch.Tensor]]:
     """(first row, band (C, rows, width)) of ``logits`` (C, h, w) resized bilinearly to height x width.
 
-    Equal to ``F.interpolate(logits[None], (height, width), mode="bilinear")`` band by band, in
-    bounded memory."""
+    Bilinear resizing is separable: the width is resized at once with F.interpolate (h stays the
+    model's few rows), then each band of output rows mixes two of those rows. Equal to
+    ``F.interpolate(logits[None], (height, width), mode="bilinear")`` up to float rounding, in bounded
+    memory."""
     c, h, w = logits.shape
     if (h, w) == (height, width):
         yield 0, logits
         return
-    y_lo, y_hi, y_t = _axis(h, height)
-    x_lo, x_hi, x_t = _axis(w, width)
+    wide = logits if w == width else F.interpolate(logits[None], size=(h, width), mode="bilinear",
+                                                   align_corners=False)[0]  # (C, h, width)
+    lo, hi, t = _rows(h, height)
     rows = max(1, BAND_ELEMENTS // max(1, c * width))
     for y0 in range(0, height, rows):
         sl = slice(y0, min(height, y0 + rows))
-        t = y_t[sl].view(1, -1, 1)
-        band = logits[:, y_lo[sl]] * (1 - t) + logits[:, y_hi[sl]] * t  # (C, rows, w)
-        u = x_t.view(1, 1, -1)
-        yield y0, band[:, :, x_lo] * (1 - u) + band[:, :, x_hi] * u  # (C, rows, width)
+        weight = t[sl].view(1, -1, 1)
+        yield y0, torch.lerp(wide.index_select(1, lo[sl]), wide.index_select(1, hi[sl]), weight)  # (C, rows, width)
 
 
 def _batched(model, images: list[np.ndarray], device, amp: bool, size: int | None):

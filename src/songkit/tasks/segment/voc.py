@@ -42,7 +42,7 @@ def _open(path: Path, data: bytes | None, kind: str) -> Image.Image:
         try:
             im = Image.open(io.BytesIO(data) if data is not None else path)
         except Image.DecompressionBombError:
-            raise UserError(f"{path}: {kind} larger than {MAX_IMAGE_PIXELS // 1_000_000} MP (refused before decoding)") from None
+            raise UserError(f"{path}: {kind} larger than {_mp(MAX_IMAGE_PIXELS)} (refused before decoding)") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise UserError(f"{path}: corrupt or unreadable {kind} ({_first_line(e)})") from None
     w, h = im.size
@@ -51,9 +51,13 @@ def _open(path: Path, data: bytes | None, kind: str) -> Image.Image:
         raise UserError(f"{path}: {kind} of {w} x {h} pixels")
     if w * h > MAX_IMAGE_PIXELS:
         im.close()
-        raise UserError(f"{path}: {kind} of {w:,} x {h:,} pixels ({w * h / 1e6:.0f} MP) is larger than "
-                        f"{MAX_IMAGE_PIXELS // 1_000_000} MP (refused before decoding; downscale it first)")
+        raise UserError(f"{path}: {kind} of {w:,} x {h:,} pixels ({_mp(w * h)}) is larger than "
+                        f"{_mp(MAX_IMAGE_PIXELS)} (refused before decoding; downscale it first)")
     return im
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g} MP"
 
 
 def _first_line(e: BaseException) -> str:

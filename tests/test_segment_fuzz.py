@@ -1,0 +1,233 @@
+"""Hostile pictures and masks (issue 14): extreme sizes, decompression bombs, damaged files. Every case ends
+in exit 0 or one line with exit 2, in bounded time and memory. The fuzz tests mutate small files the test
+makes (hypothesis, derandomized: the same cases every run); a bounded number of cases by default, more
+behind the slow marker."""
+
+from __future__ import annotations
+
+import io
+import resource
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from test_segment import tiny_checkpoint
+from typer.testing import CliRunner
+
+from songkit.cli import app
+from songkit.core.errors import UserError
+from songkit.tasks.segment import synthetic as S
+from songkit.tasks.segment import voc
+
+runner = CliRunner()
+FUZZ_CASES = 10
+SLOW_FUZZ_CASES = 300
+
+
+def invoke(*args, **kw):
+    return runner.invoke(app, [str(a) for a in args], **kw)
+
+
+def exit_0_or_one_line(result) -> None:
+    assert result.exit_code in (0, 2), (result.exit_code, result.output, result.exception)
+    if result.exit_code == 2:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("songkit: error:"), result.stderr
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels, with one empty data chunk: a decompression bomb's
+    header (a real bomb's few kB of zlib would inflate to the claimed size)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    tiny_checkpoint(tmp_path / "tiny.ckpt")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ---------------------------------------------------------------- extreme sizes
+
+
+@pytest.mark.parametrize("width,height", [(1, 1), (1, 9000), (9000, 1), (3, 2000), (40, 30)])
+def test_tiny_and_thin_pictures_get_a_mask_of_their_own_size(workdir, width, height):
+    rng = np.random.default_rng(width + height)
+    Image.fromarray((rng.random((height, width, 3)) * 255).astype(np.uint8)).save(workdir / "p.png")
+    t = time.perf_counter()
+    r = invoke("segment", "p.png", "-o", "m.png", "-c", "tiny.ckpt", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert time.perf_counter() - t < 20
+    with Image.open(workdir / "m.png") as m:
+        assert m.size == (width, height) and m.mode == "P"
+
+
+def test_bombs_are_refused_from_the_header_before_decoding(workdir):
+    # 100,000 x 100,000: above Pillow's own limit; 11,000 x 11,000 (121 MP): between Pillow's warning and songkit's limit
+    for name, (w, h) in {"bomb.png": (100_000, 100_000), "big.png": (11_000, 11_000)}.items():
+        (workdir / name).write_bytes(png_header_only(w, h))
+        t = time.perf_counter()
+        r = invoke("segment", name, "-o", "m.png", "-c", "tiny.ckpt")
+        assert r.exit_code == 2 and time.perf_counter() - t < 5, r.output
+        line = r.stderr.strip()
+        assert line.count("\n") == 0 and f"{name}: image" in line and "refused before decoding" in line, line
+        assert "Warning" not in r.stderr
+    assert not (workdir / "m.png").exists()
+
+
+def test_the_pixel_limit_applies_to_masks_and_dataset_pictures(workdir, monkeypatch):
+    root = S.write_synthetic(workdir / "d", S.SynthSpec(train=2, val=1, seed=0))
+    monkeypatch.setattr(voc, "MAX_IMAGE_PIXELS", 5_000)  # the generated pictures are about 10,000 pixels
+    with pytest.raises(UserError, match=r"2007_000000.jpg: image of 128 x 80 pixels \(0.0102 MP\) is larger than 0.005 MP \(refused before decoding"):
+        voc.VOCSegmentation.open(root, "train").check_headers()
+    with pytest.raises(UserError, match=r"2007_000000.png: mask of 128 x 80 pixels.*refused before decoding"):
+        voc.load_mask(root / "SegmentationClass" / "2007_000000.png")
+
+
+def test_masks_are_validated(tmp_path):
+    rng = np.random.default_rng(0)
+    cases = {
+        "value.png": (Image.fromarray(np.full((4, 5), 30, np.uint8)), "class values 30 above 20"),
+        "deep.png": (Image.fromarray(np.zeros((4, 5), np.uint16)), "mask in mode I;16"),
+        "colour.png": (Image.fromarray((rng.random((4, 5, 3)) * 255).astype(np.uint8)), "not a VOC class colour"),
+    }
+    for name, (im, message) in cases.items():
+        im.save(tmp_path / name)
+        with pytest.raises(UserError, match=rf"{name}: .*{message}"):
+            voc.load_mask(tmp_path / name)
+    (tmp_path / "text.png").write_text("not a picture")
+    with pytest.raises(UserError, match="text.png: corrupt or unreadable mask"):
+        voc.load_mask(tmp_path / "text.png")
+
+
+@pytest.mark.slow
+def test_a_9000_by_9000_photo_is_segmented_in_bounded_memory(tmp_path):
+    """81 MP: decoded (243 MB), fed to the model at its size, the logits resized back in bands."""
+    tiny = tiny_checkpoint(tmp_path / "tiny.ckpt")
+    ramp = np.linspace(0, 255, 9000, dtype=np.float32).astype(np.uint8)
+    Image.fromarray(np.stack([np.broadcast_to(ramp, (9000, 9000))] * 3, axis=-1)).save(tmp_path / "huge.jpg", quality=50)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = subprocess.run([sys.executable, "-m", "songkit", "segment", str(tmp_path / "huge.jpg"), "-o",
+                        str(tmp_path / "m.png"), "-c", str(tiny), "--device", "cpu"], check=False, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max(peak_kb, before) < 3_000_000, peak_kb  # under 3 GB (the 21 full-size logit planes alone: 6.8 GB)
+    with Image.open(tmp_path / "m.png") as m:
+        assert m.size == (9000, 9000)
+
+
+# ---------------------------------------------------------------- fuzzing
+
+
+def _seeds() -> dict[str, bytes]:
+    """Small real files to mutate: a PNG, a JPEG with EXIF, a palette mask."""
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray((rng.random((24, 32, 3)) * 255).astype(np.uint8))
+    out = {}
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    out["png"] = buf.getvalue()
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    picture.save(buf, format="JPEG", exif=exif.tobytes())
+    out["jpg"] = buf.getvalue()
+    mask = np.zeros((24, 32), np.uint8)
+    mask[4:12, 5:20] = 8
+    mask[12] = 255
+    out["mask"] = voc.mask_png_bytes(mask)
+    return out
+
+
+SEEDS = _seeds()
+
+mutation = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10_000), st.integers(1, 255)),
+    st.tuples(st.just("truncate"), st.integers(0, 10_000), st.just(0)),
+    st.tuples(st.just("insert"), st.integers(0, 10_000), st.integers(0, 255)),
+    st.tuples(st.just("huge"), st.integers(0, 10_000), st.just(0)),  # 0xFFFFFFFF over a size field
+)
+
+
+def mutate(data: bytes, ops) -> bytes:
+    b = bytearray(data)
+    for op, pos, value in ops:
+        pos = pos % max(1, len(b))
+        if op == "flip":
+            b[pos] ^= value
+        elif op == "truncate":
+            del b[pos:]
+        elif op == "insert":
+            b[pos:pos] = bytes([value]) * (1 + value % 7)
+        else:
+            b[pos : pos + 4] = b"\xff\xff\xff\xff"
+    return bytes(b)
+
+
+def _fuzz_pictures(workdir: Path, kind: str, ops) -> None:
+    path = workdir / f"fuzz.{'png' if kind == 'png' else 'jpg'}"
+    path.write_bytes(mutate(SEEDS[kind], ops))
+    t = time.perf_counter()
+    r = invoke("segment", path, "-o", "m.png", "-c", "tiny.ckpt", "--device", "cpu", "--force")
+    exit_0_or_one_line(r)
+    assert time.perf_counter() - t < 20
+
+
+def _fuzz_masks(workdir: Path, ops) -> None:
+    root = workdir / "d" / "VOCdevkit" / "VOC2007"
+    if not root.is_dir():
+        S.write_synthetic(workdir / "d", S.SynthSpec(train=1, val=1, seed=0))
+    (root / "SegmentationClass" / "2007_000001.png").write_bytes(mutate(SEEDS["mask"], ops))
+    r = invoke("eval", "segment", "-c", "tiny.ckpt", "--data", root, "--json", "--device", "cpu")
+    exit_0_or_one_line(r)
+
+
+ops_lists = st.lists(mutation, min_size=1, max_size=4)
+fuzz = settings(max_examples=FUZZ_CASES, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+slow_fuzz = settings(fuzz, max_examples=SLOW_FUZZ_CASES)
+
+
+@fuzz
+@given(kind=st.sampled_from(["png", "jpg"]), ops=ops_lists)
+def test_fuzz_pictures(workdir, kind, ops):
+    _fuzz_pictures(workdir, kind, ops)
+
+
+@fuzz
+@given(ops=ops_lists)
+def test_fuzz_masks(workdir, ops):
+    _fuzz_masks(workdir, ops)
+
+
+@pytest.mark.slow
+@slow_fuzz
+@given(kind=st.sampled_from(["png", "jpg"]), ops=ops_lists)
+def test_fuzz_pictures_many(workdir, kind, ops):
+    _fuzz_pictures(workdir, kind, ops)
+
+
+@pytest.mark.slow
+@slow_fuzz
+@given(ops=ops_lists)
+def test_fuzz_masks_many(workdir, ops):
+    _fuzz_masks(workdir, ops)
+
+
+def test_fuzzing_stayed_in_bounded_memory():
+    """After the cases above (same process): the peak resident size stayed far below what a bomb takes."""
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 2_500_000  # kB
