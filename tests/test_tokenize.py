@@ -16,9 +16,9 @@ from songkit.tasks.tokenize.quantise import (
     QScore,
     differences,
     quantise,
-    recognise_chords,
     to_music,
 )
+from songkit.tasks.tokenize.recognise import recognise_chords
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
 POP909 = SHARED / "pop909" / "POP909"
