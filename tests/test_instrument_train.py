@@ -59,3 +59,15 @@ def test_a_model_learns_a_tiny_family_task(tmp_path):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert max(h["val_acc"] for h in history) >= 0.9  # chance is 1/3
     assert (tmp_path / "run" / "best.ckpt").is_file()
+
+
+def test_recipe_options_reach_the_checkpoint(nsynth, tmp_path):
+    options = TrainOptions(model="cnn1d", augment=True, timbre=True, frontend="pcen")
+    train([nsynth], run_in(tmp_path / "r", max_steps_per_epoch=1), options)
+    ck = torch.load(tmp_path / "r" / "best.ckpt", weights_only=True)
+    assert ck["config"]["frontend"] == "pcen"
+    assert ck["extra"]["augment"]["eq_db"] == 8.0 and ck["extra"]["augment"]["reverb"] == 0.3
+    from songkit.core.errors import UserError
+
+    with pytest.raises(UserError, match="--frontend pcen: model lstm has no log-mel front end"):
+        train([nsynth], run_in(tmp_path / "s"), TrainOptions(model="lstm", frontend="pcen"))

@@ -66,6 +66,10 @@ def train_instrument(
                                           "mixup augmentation (off by default: see docs/instrument.md).")] = False,
     mixup: Annotated[float, typer.Option("--mixup", min=0.0, help="Mixup Beta(alpha, alpha) with --augment; "
                                                                   "0: off.")] = 0.2,
+    timbre: Annotated[bool, typer.Option("--timbre/--no-timbre", help="With --augment: also a random EQ "
+                                         "(+-8 dB) and synthetic reverb on 30 % of the notes.")] = False,
+    frontend: Annotated[str, typer.Option("--frontend", help="Log-mel models: logmel | pcen (per-channel "
+                                                             "energy normalisation).")] = "logmel",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out unreadable, silent or missing notes "
                                                               "(counted on stderr) instead of stopping.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=0, help="Train on a seeded random N notes (validation: "
@@ -76,8 +80,8 @@ def train_instrument(
     from songkit.cli.options import start_training
     from songkit.tasks.instrument.constants import TrainOptions
 
-    start_training("instrument", run, TrainOptions(model=model, augment=augment, mixup=mixup, skip_bad=skip_bad,
-                                                   limit=limit))
+    start_training("instrument", run, TrainOptions(model=model, augment=augment, mixup=mixup, timbre=timbre,
+                                                   frontend=frontend, skip_bad=skip_bad, limit=limit))
 
 
 def eval_instrument(

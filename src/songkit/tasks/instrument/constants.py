@@ -115,6 +115,7 @@ GM_NAMES = [
     "Bird Tweet", "Telephone Ring", "Helicopter", "Applause", "Gunshot",
 ]
 
+FRONTENDS = ("logmel", "pcen")
 MODEL_NAMES = ("linear", "lstm", "blstm", "cnn1d", "cnn2d", "cnn2d_deep", "samplecnn")
 DEFAULT_MODEL = "cnn2d"  # the shipped checkpoint's model
 
@@ -131,5 +132,7 @@ class TrainOptions:
     model: str = DEFAULT_MODEL
     augment: bool = False
     mixup: float = 0.2
+    timbre: bool = False  # with augment: random EQ and synthetic reverb too
+    frontend: str = "logmel"  # log-mel models: logmel | pcen
     skip_bad: bool = False
     limit: int = 0  # a seeded random N training notes (validation N/4); 0: all

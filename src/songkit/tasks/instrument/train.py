@@ -14,6 +14,7 @@ from songkit.core.train import TrainRun, fit
 from songkit.tasks.instrument.augment import AugmentConfig
 from songkit.tasks.instrument.constants import (
     FAMILIES,
+    FRONTENDS,
     MODEL_NAMES,
     SAMPLE_RATE,
     TASK,
@@ -80,6 +81,8 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
 
     if options.model not in MODEL_NAMES:
         raise UserError(f"--model {options.model}: expected one of {', '.join(MODEL_NAMES)}")
+    if options.frontend not in FRONTENDS:
+        raise UserError(f"--frontend {options.frontend}: expected one of {', '.join(FRONTENDS)}")
     splits = resolve_data(data)
     valid_split = "valid" if "valid" in splits else "test"
     if "train" not in splits or valid_split not in splits:
@@ -90,9 +93,16 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
     train_ex, _ = split_examples(data, "train", options.skip_bad, options.limit, run.seed)
     valid_limit = max(1, options.limit // 4) if options.limit else 0
     valid_ex, _ = split_examples(data, valid_split, options.skip_bad, valid_limit, run.seed)
-    aug = AugmentConfig(mixup_alpha=options.mixup) if options.augment else None
-    return train_examples(train_ex, valid_ex, run, options.model, MODELS[options.model][0](), aug,
-                          skip_bad=options.skip_bad, data=data)
+    aug = None
+    if options.augment:
+        timbre = {"eq_db": 8.0, "reverb": 0.3} if options.timbre else {}
+        aug = AugmentConfig(mixup_alpha=options.mixup, **timbre)
+    cfg = MODELS[options.model][0]()
+    if options.frontend != "logmel":
+        if not hasattr(cfg, "frontend"):
+            raise UserError(f"--frontend {options.frontend}: model {options.model} has no log-mel front end")
+        cfg.frontend = options.frontend
+    return train_examples(train_ex, valid_ex, run, options.model, cfg, aug, skip_bad=options.skip_bad, data=data)
 
 
 def train_examples(train_ex: list, valid_ex: list, run: TrainRun, model: str, cfg, aug: AugmentConfig | None,
