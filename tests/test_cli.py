@@ -70,3 +70,158 @@ def test_json_is_one_line_without_nan():
     text = buf.getvalue()
     assert text.count("\n") == 1 and json.loads(text) == {"file": "a b.wav", "score": None, "top": [1.5, None],
                                                           "é": "ü"}
+
+
+# ----------------------------------------------------------------------------- exit status of every command
+FAKE_APP = '''
+import sys, typer
+from rich.console import Console
+import songkit.cli as cli
+from songkit.core.errors import UserError
+
+fake = typer.Typer()
+
+@fake.command()
+def go(kind: str):
+    if kind == "print":
+        for i in range(100000):
+            print(f"line {i} " + "x" * 60)
+    elif kind == "rich":
+        console = Console(file=sys.stdout, width=40)
+        for i in range(100000):
+            console.print(f"row {i}", "y" * 60)
+    elif kind == "bytes":
+        sys.stdout.buffer.write(b"z" * 1_000_000)
+    elif kind == "final":
+        sys.stdout.write("short, still in the buffer at exit\\n")
+    elif kind == "crash":
+        {}["missing key"]
+    elif kind == "user":
+        raise UserError("x.wav: not audio")
+    elif kind == "interrupt":
+        raise KeyboardInterrupt("interrupted in epoch 3; last.ckpt holds epoch 2; --resume continues")
+    elif kind == "bare-interrupt":
+        raise KeyboardInterrupt
+
+@fake.command()
+def other():
+    pass
+
+cli._command = lambda: typer.main.get_command(fake)
+sys.exit(cli.run(sys.argv[1:]))
+'''
+
+
+def fake(*args, close_stdout=False, env=None):
+    """Run the fake app through songkit.cli.run in a subprocess; with ``close_stdout`` the reader is gone
+    before the command writes (what `| head -c 20` does to a long output)."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_APP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+    if close_stdout:
+        proc.stdout.close()
+        out = b""
+    else:
+        out = proc.stdout.read()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=60), out.decode(), err
+
+
+@pytest.mark.parametrize("kind", ["print", "rich", "bytes", "final"])
+def test_closed_pipe_exits_0_quietly(kind):
+    code, _, err = fake("go", kind, close_stdout=True)
+    assert (code, err) == (0, "")
+
+
+def test_closed_pipe_of_the_real_entry_point():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "songkit", "--version"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0 and proc.stderr.read() == b""
+
+
+def test_internal_error_is_one_line_exit_1():
+    code, out, err = fake("go", "crash")
+    assert code == 1 and out == ""
+    assert err == ("songkit: internal error: KeyError: 'missing key' "
+                   "(please report; SONGKIT_DEBUG=1 shows the traceback)\n")
+    code, _, err = fake("go", "crash", env={"SONGKIT_DEBUG": "1"})
+    assert code == 1 and "Traceback (most recent call last)" in err and 'kind == "crash"' not in err
+    assert err.rstrip().splitlines()[-1].startswith("songkit: internal error: KeyError")
+
+
+def test_user_error_is_one_line_exit_2():
+    assert fake("go", "user") == (2, "", "songkit: error: x.wav: not audio\n")
+
+
+def test_interrupt_says_what_and_exits_130():
+    assert fake("go", "interrupt") == (
+        130, "", "songkit: interrupted in epoch 3; last.ckpt holds epoch 2; --resume continues\n")
+    assert fake("go", "bare-interrupt") == (130, "", "songkit: interrupted\n")
+
+
+def test_quiet_after_the_subcommand():
+    from songkit.cli import hoist_quiet
+
+    assert hoist_quiet(["train", "instrument", "--epochs", "1", "-q"]) == [
+        "--quiet", "train", "instrument", "--epochs", "1"]
+    assert hoist_quiet(["chords", "a.wav", "--quiet", "-o", "x.lab"]) == ["--quiet", "chords", "a.wav", "-o", "x.lab"]
+    # the value of an option that takes one, and anything after --, stay where they are
+    assert hoist_quiet(["generate", "--prime", "-q", "-q"]) == ["--quiet", "generate", "--prime", "-q"]
+    assert hoist_quiet(["tokenize", "--", "-q"]) == ["tokenize", "--", "-q"]
+
+
+def test_quiet_after_the_subcommand_end_to_end():
+    from songkit.cli import run
+    from songkit.core.progress import is_quiet, set_quiet
+
+    set_quiet(False)
+    assert run(["models", "nosuchtask", "-q"]) == 2 and is_quiet()
+    set_quiet(False)
+
+
+def test_no_option_named_q_elsewhere():
+    """-q means --quiet everywhere: no command may use it for something else (it is moved to the front)."""
+    from songkit.cli import QUIET, _command
+
+    def walk(cmd, path):
+        for p in cmd.params:
+            if path:
+                assert not set(p.opts) & set(QUIET), (path, p.opts)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(_command(), [])
+
+
+def test_help_lists_commands_without_cutting_them():
+    from typer.testing import CliRunner
+
+    from songkit.cli import app
+
+    for args in (["--help"], ["train", "--help"], ["eval", "--help"], ["data", "--help"]):
+        out = CliRunner().invoke(app, args, env={"COLUMNS": "80"}).output
+        listing = out.split("Commands:")[1]
+        assert "..." not in listing, (args, listing)
+
+
+def test_models_lists_each_task_with_parameters_and_the_shipped_one():
+    import json
+
+    from typer.testing import CliRunner
+
+    from songkit.cli import app
+
+    r = CliRunner().invoke(app, ["models", "chords", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.output.splitlines()]
+    assert [row["model"] for row in rows if row["shipped"]] == ["cnn_blstm"]
+    assert {row["task"] for row in rows} == {"chords"} and all(row["parameters"] > 0 for row in rows)
+    r = CliRunner().invoke(app, ["models", "nosuch"])
+    assert r.exit_code == 2 and "nosuch: unknown task; expected one of" in r.output

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 def format_cell(value: Any) -> str:
     """One cell as text: None -> "", NaN -> "-", floats with 3 decimals (large ones with 4 digits and an
-    exponent, thousands in ints separated), text on one line (tabs and newlines become spaces)."""
+    exponent), ints with thousands separated, text on one line (tabs and newlines become spaces)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -30,7 +30,7 @@ def format_cell(value: Any) -> str:
             return "-" if math.isnan(value) else ("inf" if value > 0 else "-inf")
         return f"{value:.3f}" if abs(value) < 1e6 else f"{value:.4g}"
     if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+        return f"{value:,}"
     return " ".join(str(value).split()) if any(c in str(value) for c in "\t\n\r") else str(value)
 
 
