@@ -54,7 +54,8 @@ RSS_WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:
 def timed(cmd: list[str], env: dict) -> tuple[float, float]:
     """(wall seconds from process start, peak RSS in MB) of one command."""
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *cmd], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *cmd], check=False, capture_output=True, text=True,
+                          env=env)
     seconds = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])}...: {proc.stderr.strip()[-300:]}")
@@ -135,8 +136,19 @@ def bench_train(files: list[Path], repeats: int, env: dict) -> dict:
         for _ in range(repeats):
             from_ds.append(first_step_seconds(Path(tmp) / "ds", Path(tmp) / "run", env))
             from_midi.append(first_step_seconds(midi, Path(tmp) / "run", env))
+        # the part that differs, in-process: songs ready for the first batch
+        from songkit.tasks.tokenize.constants import TokenizerConfig, Vocabulary
+        from songkit.tasks.tokenize.data import load_songs
+
+        vocab = Vocabulary(TokenizerConfig())
+        load = {}
+        for name, data in (("dataset", Path(tmp) / "ds"), ("midi", midi)):
+            t = time.perf_counter()
+            load_songs([data], vocab, "cp")
+            load[name] = time.perf_counter() - t
     return {"first_step_s_from_dataset": min(from_ds), "first_step_s_from_midi": min(from_midi),
-            "ratio": min(from_midi) / min(from_ds)}
+            "ratio": min(from_midi) / min(from_ds), "load_songs_s_dataset": load["dataset"],
+            "load_songs_s_midi": load["midi"], "load_ratio": load["midi"] / load["dataset"]}
 
 
 def bench_precision(steps: int = 6) -> dict:
@@ -233,7 +245,8 @@ def main() -> None:
     if "train" in report:
         t = report["train"]
         print(f"train tokenize, first step: {t['first_step_s_from_dataset']:.2f} s from a dataset folder, "
-              f"{t['first_step_s_from_midi']:.2f} s from MIDI (x{t['ratio']:.1f})")
+              f"{t['first_step_s_from_midi']:.2f} s from MIDI (x{t['ratio']:.1f}); songs loaded in-process in "
+              f"{t['load_songs_s_dataset']:.3f} s vs {t['load_songs_s_midi']:.2f} s (x{t['load_ratio']:.0f})")
     if "precision" in report:
         p = report["precision"]
         print(f"GRU training (native bf16: {p['cpu_supports_bf16']}, {p['threads']} threads): "

@@ -10,6 +10,7 @@ promise is ``quantise(read(decode(encode(x)))) == quantise(x)`` for every file.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ from songkit.tasks.tokenize.constants import (
     Vocabulary,
     bar_steps,
     tempo_values,
+    time_signatures,
     velocity_values,
 )
 from songkit.tasks.tokenize.readers import Music
@@ -107,7 +109,7 @@ def quantise(music: Music, vocab: Vocabulary) -> QScore:
             tempos.append((p, b))
 
     # time signatures: on bar lines only; MIDI's 4/4 holds until the first one
-    allowed = {ts for ts in _allowed_ts(vocab)}
+    allowed = _allowed_ts(cfg)
     raw_ts = sorted(music.timesigs)
     if not raw_ts or raw_ts[0][0] > 0:
         raw_ts = [(0, 4, 4)] + raw_ts
@@ -174,10 +176,10 @@ def _cut_nested(q: np.ndarray, cfg) -> np.ndarray:
     return q
 
 
-def _allowed_ts(vocab: Vocabulary):
-    for t in vocab.families["timesig"][2:]:
-        n, d = t[3:].split("/")
-        yield int(n), int(d)
+@functools.lru_cache(maxsize=8)
+def _allowed_ts(cfg) -> frozenset:
+    """The (num, den) pairs of the vocabulary's time signatures."""
+    return frozenset(time_signatures(cfg))
 
 
 # ---------------------------------------------------------------------------- shared by the encoders

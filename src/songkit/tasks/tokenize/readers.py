@@ -8,6 +8,7 @@ paths or bytes, never stdin: the CLI reads ``-`` and hands the bytes over.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,7 @@ _HARTE = {
 _CHORD_SET: set[str] = set()  # filled below
 
 
+@functools.lru_cache(maxsize=4096)  # a song repeats its few labels hundreds of times
 def harte_to_label(harte: str) -> str:
     """``'C#:min7/b3'`` -> ``'C#_m7'``; N, X, unparsable labels and unknown qualities -> ``'N'``."""
     try:
