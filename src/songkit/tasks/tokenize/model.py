@@ -20,7 +20,7 @@ class TokenRNNConfig:
 
     encoding: str = "nb"  # cp | nb
     cell: str = "gru"  # gru | linear
-    vocab_sizes: list[int] = field(default_factory=list)  # one per family
+    vocab_sizes: list[int] = field(default_factory=lambda: _default_sizes())  # one per family
     embed_dim: int = 64  # per family, at most the family's vocabulary size
     d_model: int = 256
     num_layers: int = 2
@@ -81,7 +81,21 @@ class TokenRNN(nn.Module):
         return [head(h) for head in self.heads], new_state
 
 
-MODELS = {"gru": (TokenRNNConfig, TokenRNN), "linear": (TokenRNNConfig, TokenRNN)}
+def _default_sizes() -> list[int]:
+    """The family sizes of the default vocabulary (NB), so that a default config builds a real model."""
+    from songkit.tasks.tokenize.constants import TokenizerConfig, Vocabulary
+
+    return Vocabulary(TokenizerConfig()).sizes("nb")
+
+
+@dataclass
+class LinearRNNConfig(TokenRNNConfig):
+    """TokenRNNConfig with ReLU Elman cells (``--model linear``)."""
+
+    cell: str = "linear"
+
+
+MODELS = {"gru": (TokenRNNConfig, TokenRNN), "linear": (LinearRNNConfig, TokenRNN)}
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, ignore_index: int = -100):
