@@ -225,3 +225,23 @@ def test_models_lists_each_task_with_parameters_and_the_shipped_one():
     assert {row["task"] for row in rows} == {"chords"} and all(row["parameters"] > 0 for row in rows)
     r = CliRunner().invoke(app, ["models", "nosuch"])
     assert r.exit_code == 2 and "nosuch: unknown task; expected one of" in r.output
+
+
+def test_click_context_of_the_running_command():
+    """core.errors gives the context of the click that typer runs on (the click package's is None under a
+    typer that vendors click): what cli.options needs to tell the options a user typed."""
+    import typer
+    from typer.testing import CliRunner
+
+    from songkit.core.errors import ParameterSource, get_current_context
+
+    seen = {}
+    probe = typer.Typer()
+
+    @probe.command()
+    def go(epochs: int = 1, seed: int = 0):
+        ctx = get_current_context(silent=True)
+        seen.update({n: ctx.get_parameter_source(n) for n in ("epochs", "seed")})
+
+    assert CliRunner().invoke(probe, ["--epochs", "3"]).exit_code == 0
+    assert seen == {"epochs": ParameterSource.COMMANDLINE, "seed": ParameterSource.DEFAULT}
