@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
@@ -92,7 +92,8 @@ def curves_png(history: Sequence[dict], path, x_key: str = "epoch") -> None:
     _save(img, path)
 
 
-def confusion_png(matrix, labels: Sequence[str], path, title: str = "confusion matrix (rows: truth, normalised)") -> None:
+def confusion_png(matrix, labels: Sequence[str], path,
+                  title: str = "confusion matrix (rows: truth, normalised)") -> None:
     """A row-normalised confusion matrix as a heat map with labels and counts."""
     import numpy as np
     from PIL import Image, ImageDraw

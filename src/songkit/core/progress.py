@@ -7,7 +7,8 @@ show only when stderr is a terminal; ``songkit -q`` silences bars and log lines.
 from __future__ import annotations
 
 import sys
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 T = TypeVar("T")
 
