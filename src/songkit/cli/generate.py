@@ -147,10 +147,8 @@ def eval_generate(
         bar_task = bar.add_task("parsing samples", total=samples, rate="", info="")
         result = evaluate(checkpoint, data, samples=samples, temperature=temperature, max_chars=max_chars, seed=seed,
                           device=resolve_device(device), on_sample=lambda k, n: bar.update(bar_task, completed=k))
-    try:
-        from songkit.cli.output import print_json, print_table
-    except ImportError:  # until core's cli/output.py lands: the same plain columns
-        print_json, print_table = _print_json, _print_table
+    from songkit.cli.output import print_json, print_table
+
     if json_out:
         print_json(result)
         return
@@ -163,18 +161,6 @@ def eval_generate(
     if samples:
         print_table("sampled tunes", ["samples", "temperature", "parse rate"],
                     [[result["samples"], result["temperature"], f"{result['parse_rate']:.2f}"]])
-
-
-def _print_json(obj) -> None:
-    import json
-
-    print(json.dumps(obj))
-
-
-def _print_table(title: str, columns: list[str], rows: list[list]) -> None:
-    cells = [columns] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    print(title + "\n" + "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells))
 
 
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, data_app: typer.Typer) -> None:

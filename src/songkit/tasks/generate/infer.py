@@ -17,49 +17,22 @@ from songkit.tasks.generate.model import MODELS
 
 def load(checkpoint: Path | str | None, device="cpu"):
     """(model, Checkpoint) of a generate checkpoint (a file or a run folder; None: the shipped default),
-    validated as a whole by core's loader, in eval mode on ``device``."""
-    try:
-        from songkit.core.checkpoint import load_model
-    except ImportError:  # until core's one loader lands
-        load_model = _load_model
-    model, ck = load_model(checkpoint, TASK, MODELS, device)
-    if ck.vocab is None or len(ck.vocab) != model.cfg.vocab_size or not all(
-            isinstance(c, str) and len(c) == 1 for c in ck.vocab) or not set(SPECIALS) <= set(ck.vocab):
-        raise UserError(f"{ck.path}: vocab: expected {model.cfg.vocab_size} single characters including the specials")
+    validated as a whole by core's loader (config, vocabulary, weights: one error line each), in eval
+    mode on ``device``."""
+    from songkit.core.checkpoint import load_model
+
+    model, ck = load_model(checkpoint, TASK, MODELS, device, check_vocab=check_vocab)
+    if len(ck.vocab) != model.cfg.vocab_size:
+        raise UserError(f"{ck.path}: vocab: {len(ck.vocab)} characters, config.vocab_size {model.cfg.vocab_size}")
     return model, ck
 
 
-def _load_model(path, task, models, device="cpu"):
-    """Stand-in for core.checkpoint.load_model (config, weights and finiteness checked; one line each)."""
-    from dataclasses import fields
-
-    from songkit.core.checkpoint import default_checkpoint, load_checkpoint
-
-    path = Path(path) if path is not None else default_checkpoint(task)
-    ck = load_checkpoint(path / "best.ckpt" if path.is_dir() else path, task=task)
-    if ck.model not in models:
-        raise UserError(f"{ck.path}: model: '{ck.model}', expected one of {', '.join(models)}")
-    cfg_cls, cls = models[ck.model]
-    types = {f.name: f.type for f in fields(cfg_cls)}
-    for key, value in ck.config.items():
-        if key not in types or type(value).__name__ != types[key]:
-            raise UserError(f"{ck.path}: config.{key}: {value!r} is not a field of type {types.get(key, '-')}")
-    cfg = cfg_cls(**ck.config)
-    try:
-        cfg.check()
-    except ValueError as e:
-        raise UserError(f"{ck.path}: config.{e}") from None
-    model = cls(cfg)
-    want = model.state_dict()
-    state = ck.state_dict if isinstance(ck.state_dict, dict) else {}
-    for key in set(want) | set(state):
-        got, value = state.get(key), want.get(key)
-        if value is None:
-            raise UserError(f"{ck.path}: state_dict.{key}: not a weight of this model")
-        if not isinstance(got, torch.Tensor) or got.shape != value.shape or not torch.isfinite(got).all():
-            raise UserError(f"{ck.path}: state_dict.{key}: missing, of another shape, or not finite")
-    model.load_state_dict(state)
-    return model.to(device).eval(), ck
+def check_vocab(vocab) -> None:
+    """A character vocabulary: single characters, no repeats, the specials first."""
+    if not isinstance(vocab, (list, tuple)) or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
+        raise ValueError("expected a list of single characters")
+    if len(set(vocab)) != len(vocab) or list(vocab[: len(SPECIALS)]) != list(SPECIALS):
+        raise ValueError("expected distinct characters after the specials (unknown, begin, end)")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
