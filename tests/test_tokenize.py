@@ -90,7 +90,8 @@ def test_quantise_golden_values(tmp_path):
 
     score = symusic.Score(480)
     tr = symusic.Track(name="p", program=0, is_drum=False)
-    # onset 130 ticks -> 16th 1 (120); 181 -> 2 (240: 1.51 rounds up); duration 0 -> 1 step; 100 -> 2 steps (60 ticks each)
+    # onset 130 ticks -> 16th 1 (120); 181 -> 2 (240: 1.51 rounds up);
+    # duration 0 -> 1 step; 100 -> 2 steps (60 ticks each)
     for t, d, v in [(130, 100, 64), (181, 0, 1), (0, 480 * 20, 127)]:
         tr.notes.append(symusic.Note(t, d, 60 + t % 7, v))
     score.tracks.append(tr)

@@ -247,7 +247,8 @@ def test_fuzz_token_jsonl_long(tmp_path, token_lines, k, kind, pos, value, hosti
 @pytest.fixture(scope="module")
 def midi_seed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("midi")
-    return make_midi(tmp / "a.mid", tracks=2, n=8, ts=((0, 4, 4), (1920, 6, 8)), tempos=((0, 90.0), (960, 150.0))).read_bytes()
+    path = make_midi(tmp / "a.mid", tracks=2, n=8, ts=((0, 4, 4), (1920, 6, 8)), tempos=((0, 90.0), (960, 150.0)))
+    return path.read_bytes()
 
 
 def _fuzz_midi(tmp_path, midi_seed, kind, pos, value, chords):

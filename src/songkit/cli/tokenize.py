@@ -64,11 +64,15 @@ def tokenize(
         "--decode", help="Decode a tokens JSONL file ('-': stdin) back to MIDI files in --out.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace existing output files (never an input) or a --dataset folder.")] = False,
-    grid: Annotated[int, typer.Option("--grid", min=1, max=48, help="Onset positions per quarter note (4: 16th notes).")] = 4,
-    duration_res: Annotated[int, typer.Option("--duration-res", min=1, max=96, help="Duration steps per quarter note.")] = 8,
-    max_duration: Annotated[int, typer.Option("--max-duration", min=1, max=64, help="Longest duration, in quarters.")] = 8,
+    grid: Annotated[int, typer.Option(
+        "--grid", min=1, max=48, help="Onset positions per quarter note (4: 16th notes).")] = 4,
+    duration_res: Annotated[int, typer.Option(
+        "--duration-res", min=1, max=96, help="Duration steps per quarter note.")] = 8,
+    max_duration: Annotated[int, typer.Option(
+        "--max-duration", min=1, max=64, help="Longest duration, in quarters.")] = 8,
     velocity_bins: Annotated[int, typer.Option("--velocity-bins", min=1, max=127, help="Velocity bins.")] = 64,
-    tempo_bins: Annotated[int, typer.Option("--tempo-bins", min=1, max=512, help="Tempo bins between 32 and 224 bpm.")] = 64,
+    tempo_bins: Annotated[int, typer.Option(
+        "--tempo-bins", min=1, max=512, help="Tempo bins between 32 and 224 bpm.")] = 64,
 ) -> None:
     """Encode symbolic music as CP, NB or REMI tokens (JSON lines or a dataset folder), or decode tokens to MIDI."""
     import json
@@ -110,7 +114,10 @@ def tokenize(
         with open_output(out) as f:
             for p in progress(paths, total=len(paths), description=f"tokenizing ({encoding})"):
                 try:
-                    pieces = read_bytes(read_input_bytes("-"), "-", from_format, track) if stdin else read_pieces(p, track)
+                    if stdin:
+                        pieces = read_bytes(read_input_bytes("-"), "-", from_format, track)
+                    else:
+                        pieces = read_pieces(p, track)
                     records = list(tokenize_pieces(pieces, v, encoding, ids))
                 except UserError as e:
                     if not skip_bad:
@@ -175,7 +182,8 @@ def _write_dataset(files, dataset, v, encoding, jobs, track, skip_bad, force) ->
 @train_options(epochs=10, batch_size=32, lr=2e-3, warmup_steps=100, out=Path("runs/tokenize"))
 def train_tokenize(
     run: TrainRun,
-    encoding: Annotated[str, typer.Option("--encoding", "-e", help="cp | nb (a --data dataset folder's own by default).")] = DEFAULT_ENCODING,
+    encoding: Annotated[str, typer.Option(
+        "--encoding", "-e", help="cp | nb (a --data dataset folder's own by default).")] = DEFAULT_ENCODING,
     model: Annotated[str, typer.Option("--model", "-m", help="gru | linear (ReLU Elman RNN).")] = DEFAULT_MODEL,
     loss: Annotated[str, typer.Option("--loss", help="ce | focal.")] = "ce",
     gamma: Annotated[float, typer.Option("--gamma", min=0.0, help="Focal loss focusing parameter.")] = 2.0,
@@ -184,7 +192,8 @@ def train_tokenize(
     num_layers: Annotated[int, typer.Option("--num-layers", min=1, help="Recurrent layers.")] = 2,
     embed_dim: Annotated[int, typer.Option("--embed-dim", min=2, help="Embedding size per family.")] = 64,
     dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9, help="Dropout probability.")] = 0.1,
-    vocab: Annotated[Path | None, typer.Option("--vocab", help="Vocabulary JSON (default: the CP paper's options).")] = None,
+    vocab: Annotated[Path | None, typer.Option(
+        "--vocab", help="Vocabulary JSON (default: the CP paper's options).")] = None,
 ) -> None:
     """Train a next-token model on CP or NB groups (--data: MIDI folders or a `tokenize --dataset` folder;
     default: the Bach chorales)."""
@@ -197,9 +206,10 @@ def eval_tokenize(
     checkpoint: Annotated[Path | None, typer.Option(
         "--checkpoint", "-c", help="A tokenize checkpoint or run folder (default: the shipped NB GRU).")] = None,
     data: Annotated[list[Path] | None, typer.Option(
-        "--data", "-d", help="MIDI files/folders or a token dataset folder (default: the Bach chorales, "
-        "converted to MIDI once, about a minute the first time).")] = None,
-    split: Annotated[str, typer.Option("--split", help="valid (the song-level validation split) | train | all.")] = "valid",
+        "--data", "-d", help="MIDI files/folders or a token dataset folder (default: music21's Bach chorales, "
+        "converted to MIDI once into $SONGKIT_HOME: several minutes the first time).")] = None,
+    split: Annotated[str, typer.Option(
+        "--split", help="valid (the song-level validation split) | train | all.")] = "valid",
     limit: Annotated[int, typer.Option("--limit", min=0, help="Only the first N songs of the split (0: all).")] = 0,
     json_out: Json = False,
     device: Device = "auto",

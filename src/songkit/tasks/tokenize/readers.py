@@ -187,7 +187,8 @@ def read_music21(path: str | Path, tracks: list[int] | None = None, data: bytes 
             parsed = music21.converter.parse(str(path))
     except Exception as e:  # noqa: BLE001 - music21's parsers raise anything on damaged files
         why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise UserError(f"{path}: music21 cannot read it as {fmt or path.suffix.lstrip('.') or 'music'} ({why})") from None
+        kind = fmt or path.suffix.lstrip(".") or "music"
+        raise UserError(f"{path}: music21 cannot read it as {kind} ({why})") from None
     scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
     if not scores:
         raise UserError(f"{path}: no tunes")
