@@ -155,7 +155,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             continue
         line = (f"{name:<14}{row['parameters']:>11,}  default {row['default_images_per_s']:6.2f} img/s "
-                f"({row['default_dtype']})  --no-amp {row['no_amp_images_per_s']:6.2f} img/s  ratio {row['ratio']:.2f}x")
+                f"({row['default_dtype']})  --no-amp {row['no_amp_images_per_s']:6.2f} img/s  "
+                f"ratio {row['ratio']:.2f}x")
         if "forced_bf16_images_per_s" in row:
             line += f"  forced bf16 {row['forced_bf16_images_per_s']:6.2f} img/s"
         print(line, flush=True)

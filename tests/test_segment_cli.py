@@ -73,7 +73,8 @@ def test_out_file_with_one_input_and_folder_with_several(photos):
     with Image.open(photos / "mask.png") as m:
         assert m.mode == "P" and m.size == (40, 30)
     # an existing output that is not an input: refused without --force, replaced with it
-    one_line_error(invoke("segment", "photo.png", "-o", "mask.png", "-c", "tiny.ckpt"), "mask.png: exists (--force replaces it)")
+    one_line_error(invoke("segment", "photo.png", "-o", "mask.png", "-c", "tiny.ckpt"),
+                   "mask.png: exists (--force replaces it)")
     assert invoke("segment", "photo.png", "-o", "mask.png", "-c", "tiny.ckpt", "--force").exit_code == 0
     r = invoke("segment", "photo.png", "other.jpg", "-o", "masks", "-c", "tiny.ckpt", "--overlay", "--json")
     assert r.exit_code == 0, r.output
@@ -96,7 +97,8 @@ def test_stdin_picture_and_stdout_mask(photos):
     assert from_stdin.shape == (25, 20) and np.array_equal(from_stdin, np.array(Image.open(photos / "o.png")))
     r = invoke("segment", "-", "-o", "from-stdin.png", "-c", "tiny.ckpt", input=data)
     assert r.exit_code == 0 and (photos / "from-stdin.png").is_file()
-    one_line_error(invoke("segment", "-", "photo.png", "-o", "m", "-c", "tiny.ckpt", input=data), "stdin holds one picture")
+    one_line_error(invoke("segment", "-", "photo.png", "-o", "m", "-c", "tiny.ckpt", input=data),
+                   "stdin holds one picture")
     one_line_error(invoke("segment", "-", "-o", "x.png", "-c", "tiny.ckpt", input=b"not a picture"),
                    "-: corrupt or unreadable image")
     assert unchanged(before)
@@ -155,6 +157,23 @@ def test_train_twice_with_one_seed_gives_identical_weights_and_no_augment(tmp_pa
     assert unchanged(before)
 
 
+def test_resume_through_the_dataloader_equals_an_uninterrupted_run(tmp_path, small_voc):
+    """Two epochs in one go, or one epoch and then --resume --epochs 2 (constant learning rate, so the
+    schedule does not depend on --epochs): the same weights."""
+    whole = _train(tmp_path / "whole", small_voc, "--schedule", "none")  # --epochs 1 from _train ...
+    assert whole.exit_code == 0, whole.output
+    r = invoke("train", "segment", "--resume", "--epochs", "2", "--out", tmp_path / "whole", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    straight = invoke("train", "segment", "--data", small_voc, "--out", tmp_path / "straight", "--epochs", "2",
+                      "--max-steps-per-epoch", "2", "--batch-size", "4", "--seed", "3", "--device", "cpu", "--size",
+                      "32", "--width", "4", "--workers", "0", "--schedule", "none")
+    assert straight.exit_code == 0, straight.output
+    a = torch.load(tmp_path / "whole" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "straight" / "last.ckpt", weights_only=True)
+    assert [row["epoch"] for row in a["history"]] == [1, 2]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
 def test_subprocess_smoke_and_a_closed_pipe_exits_0(tmp_path, small_voc, cli):
     tiny = tiny_checkpoint(tmp_path / "tiny.ckpt")
     picture = small_voc / "JPEGImages" / "2007_000000.jpg"
@@ -164,8 +183,22 @@ def test_subprocess_smoke_and_a_closed_pipe_exits_0(tmp_path, small_voc, cli):
         assert m.mode == "P" and m.size == im.size
     # `songkit eval segment --json | head -c 30`: the reader goes away before the result is written
     proc = subprocess.Popen([sys.executable, "-m", "songkit", "eval", "segment", "-c", str(tiny), "--data",
-                             str(small_voc), "--json", "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             str(small_voc), "--json", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err and b"Error" not in err
+
+
+@pytest.mark.slow
+def test_the_issue_command_twice_gives_identical_last_ckpt(tmp_path, cli):
+    """`songkit train segment --epochs 1 --max-steps-per-epoch 2 --batch-size 4 --seed 3 --device cpu --out DIR`
+    (the default model on the embedded set, DataLoader workers at their default) twice: equal weights."""
+    for name in ("a", "b"):
+        r = cli("train", "segment", "--epochs", "1", "--max-steps-per-epoch", "2", "--batch-size", "4", "--seed", "3",
+                "--device", "cpu", "--out", tmp_path / name)
+        assert r.returncode == 0, r.stderr
+    a = torch.load(tmp_path / "a" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -35,17 +35,19 @@ DataFolder = Annotated[
 ]
 Amp = Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast where the hardware has it (CUDA, CPUs with "
                                                           "AMX/AVX512-BF16); --no-amp: plain fp32.")]
-Size = Annotated[int | None, typer.Option("--size", min=32, metavar="PIXELS",
-                                             help="Shorter side fed to the model (default: the one it was trained at).")]
+Size = Annotated[int | None, typer.Option(
+    "--size", min=32, metavar="PIXELS", help="Shorter side fed to the model (default: the one it was trained at).")]
 
 
 def segment(
-    images: Annotated[list[Path], typer.Argument(metavar="IMAGE", show_default=False,
-                                                 help="Pictures or folders of pictures ('-': one picture from stdin).")],
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="PATH", help="One picture: the mask file (NAME.png) or a folder; several: "
-                                                          "a folder of <name>.png masks; '-': the PNG to stdout.")],
+    images: Annotated[list[Path], typer.Argument(
+        metavar="IMAGE", show_default=False, help="Pictures or folders of pictures ('-': one picture from stdin).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", metavar="PATH", help="One picture: the mask file (NAME.png) or a folder; several: a folder "
+                                            "of <name>.png masks; '-': the PNG to stdout.")],
     checkpoint: Checkpoint = None,
-    overlay: Annotated[bool, typer.Option("--overlay", help="Also write <mask name>.overlay.jpg: the mask over the picture.")] = False,
+    overlay: Annotated[bool, typer.Option(
+        "--overlay", help="Also write <mask name>.overlay.jpg: the mask over the picture.")] = False,
     size: Size = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing masks (never one of the inputs).")] = False,
     json_out: Json = False,
@@ -110,15 +112,27 @@ def _emit(write) -> None:
 @train_options(epochs=8, batch_size=8, lr=2e-3, out=Path("runs/segment"))
 def train_segment(
     run: TrainRun,
-    model: Annotated[str, typer.Option("--model", "-m", help=f"One of: {', '.join(MODEL_NAMES)} (default: the shipped one).")] = DEFAULT_MODEL,
-    size: Annotated[int, typer.Option("--size", min=32, help="Training crop side (a multiple of 32); also the shorter side at prediction.")] = DEFAULT_SIZE,
-    width: Annotated[int | None, typer.Option("--width", min=1, help="U-Net's first layer width (default 32; the paper's 64).")] = None,
-    init: Annotated[str | None, typer.Option("--init", help=f"Weight initialisation: {' | '.join(INITS)} (default: the model's own).")] = None,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help=f"One of: {', '.join(MODEL_NAMES)} (default: the shipped one).")] = DEFAULT_MODEL,
+    size: Annotated[int, typer.Option(
+        "--size", min=32, help="Training crop side (a multiple of 32); the shorter side at prediction.",
+    )] = DEFAULT_SIZE,
+    width: Annotated[int | None, typer.Option(
+        "--width", min=1, help="U-Net's first layer width (default 32; the paper's 64).")] = None,
+    init: Annotated[str | None, typer.Option(
+        "--init", help=f"Weight initialisation: {' | '.join(INITS)} (default: the model's own).")] = None,
     class_weights: Annotated[str, typer.Option("--class-weights", help=CLASS_WEIGHTS_HELP + ".")] = "none",
-    encoder_weights: Annotated[Path | None, typer.Option("--encoder-weights", help="torchvision resnet34 weights (resnet34-b627a593.pth) for --model resnet34_unet.")] = None,
-    train_split: Annotated[str, typer.Option("--train-split", help="Split to train on: train | valid | trainval | a list name in ImageSets/Segmentation.")] = "train",
-    valid_split: Annotated[str, typer.Option("--valid-split", help="Split to validate on after every epoch.")] = "valid",
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flips, rotation, shear and colour jitter (--no-augment: only scale and crop).")] = True,
+    encoder_weights: Annotated[Path | None, typer.Option(
+        "--encoder-weights", help="torchvision resnet34 weights (resnet34-b627a593.pth) for --model resnet34_unet.",
+    )] = None,
+    train_split: Annotated[str, typer.Option(
+        "--train-split", help="Split to train on: train | valid | trainval | a list name in ImageSets/Segmentation.",
+    )] = "train",
+    valid_split: Annotated[str, typer.Option(
+        "--valid-split", help="Split to validate on after every epoch.")] = "valid",
+    augment: Annotated[bool, typer.Option(
+        "--augment/--no-augment", help="Flips, rotation, shear and colour jitter (--no-augment: only scale and crop).",
+    )] = True,
     rotate: Annotated[float, typer.Option("--rotate", min=0.0, help="Random rotation, +- degrees (0: off).")] = 10.0,
     shear: Annotated[float, typer.Option("--shear", min=0.0, help="Random affine shear, +- degrees (0: off).")] = 5.0,
     vflip: Annotated[bool, typer.Option("--vflip/--no-vflip", help="Random vertical flips too.")] = False,
@@ -136,8 +150,10 @@ def eval_segment(
     split: Annotated[str, typer.Option("--split", help="train | valid | trainval | test (VOC's lists).")] = "valid",
     size: Size = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Pictures per model call.")] = 8,
-    confusion: Annotated[Path | None, typer.Option("--confusion", metavar="PNG", help="Also draw the confusion matrix to this PNG.")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=0, metavar="N", help="Processes decoding pictures (0: this one).")] = 0,
+    confusion: Annotated[Path | None, typer.Option(
+        "--confusion", metavar="PNG", help="Also draw the confusion matrix to this PNG.")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=0, metavar="N", help="Processes decoding pictures (0: this one).")] = 0,
     json_out: Json = False,
     device: Device = "auto",
     amp: Amp = True,

@@ -92,7 +92,8 @@ def _batched(model, images: list[np.ndarray], device, amp: bool, size: int | Non
             yield i, logits[j]
 
 
-def predict_masks(model, images: list[np.ndarray], device, amp: bool = True, size: int | None = None) -> list[np.ndarray]:
+def predict_masks(model, images: list[np.ndarray], device, amp: bool = True,
+                  size: int | None = None) -> list[np.ndarray]:
     """Class-index masks (H, W) uint8 for RGB uint8 pictures (H, W, 3); ``size`` overrides the model's."""
     masks: list[np.ndarray | None] = [None] * len(images)
     for i, logits in _batched(model, images, device, amp, size):
@@ -156,7 +157,8 @@ def segment_files(files: list[Path], outputs: list[Path | None], checkpoint=None
                 blend(image, mask).save(pic, format="JPEG", quality=90)
                 atomic_write_bytes(overlay_path(dest), pic.getvalue())
         counts = np.bincount(mask.ravel(), minlength=len(names))
-        row["classes"] = {names[i]: round(float(c) / max(1, mask.size), 4) for i, c in enumerate(counts[: len(names)]) if c}
+        row["classes"] = {names[i]: round(float(c) / max(1, mask.size), 4)
+                          for i, c in enumerate(counts[: len(names)]) if c}
         yield row
 
 

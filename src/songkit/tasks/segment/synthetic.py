@@ -130,7 +130,7 @@ def write_synthetic(out: str | os.PathLike, spec: SynthSpec | None = None, year:
     rng = np.random.default_rng(spec.seed)
     names = {"train": [], "val": []}
     for split, count in (("train", spec.train), ("val", spec.val)):
-        for i in range(count):
+        for _ in range(count):
             image_id = f"2007_{len(names['train']) + len(names['val']):06d}"
             image, mask = synth_sample(rng, spec.border)
             Image.fromarray(image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=92)

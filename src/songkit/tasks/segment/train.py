@@ -92,7 +92,8 @@ def parse_class_weights(spec: str, train: VOCSegmentation) -> tuple[torch.Tensor
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError:
-        raise UserError(f"--class-weights {spec}: expected auto, none or {train.num_classes} comma-separated numbers") from None
+        raise UserError(f"--class-weights {spec}: expected auto, none or {train.num_classes} comma-separated "
+                        "numbers") from None
     if len(values) != train.num_classes or any(v < 0 or not math.isfinite(v) for v in values):
         raise UserError(f"--class-weights: expected {train.num_classes} non-negative numbers, got {len(values)}")
     return torch.tensor(values, dtype=torch.float32), None

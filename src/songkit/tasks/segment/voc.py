@@ -37,8 +37,9 @@ from songkit.tasks.segment.constants import (
 def _open(path: Path, data: bytes | None, kind: str) -> Image.Image:
     """Open a picture lazily and check its header size before anything is decoded."""
     with warnings.catch_warnings():
-        # Pillow warns above 89 MP and refuses above 179 MP; songkit's own limit is checked below
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns above 89 MP (and about damaged metadata) and refuses above 179 MP; songkit's own
+        # limit is checked below
+        warnings.simplefilter("ignore")
         try:
             im = Image.open(io.BytesIO(data) if data is not None else path)
         except Image.DecompressionBombError:
@@ -82,7 +83,8 @@ def load_image(path: str | os.PathLike, data: bytes | None = None) -> np.ndarray
         raise UserError(f"{path}: no such image file")
     im = _open(path, data, "image")
     try:
-        with im:
+        with im, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about damaged EXIF: the result is one line or none
             im.load()  # decode now: a truncated JPEG fails here, not later
             return _to_rgb(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
@@ -121,13 +123,15 @@ def load_mask(path: str | os.PathLike, num_classes: int = NUM_CLASSES) -> np.nda
         raise UserError(f"{path}: no such mask file")
     im = _open(path, None, "mask")
     try:
-        with im:
+        with im, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             if im.mode in ("P", "L"):
                 mask = np.array(im, dtype=np.uint8)
             elif im.mode in ("RGB", "RGBA"):
                 mask = _rgb_mask_to_index(np.asarray(im.convert("RGB")), path)
             else:
-                raise UserError(f"{path}: mask in mode {im.mode}; expected a palette (P) or grey (L) PNG of class indices")
+                raise UserError(f"{path}: mask in mode {im.mode}; expected a palette (P) or grey (L) PNG of "
+                                "class indices")
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         raise UserError(f"{path}: corrupt or unreadable mask ({_first_line(e)})") from None
     check_mask_values(mask, path, num_classes)
