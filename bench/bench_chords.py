@@ -76,7 +76,8 @@ def main() -> None:
         "audio_seconds": len(y) / SR, "frames": int(T), "torch_threads": torch.get_num_threads(),
         "librosa_s": t_lib, "songkit_s": t_sk, "speedup_vs_librosa": t_lib / t_sk,
         "songkit_bothchroma_s": t_both,
-        "mean_cosine": float(cos[active].mean()), "argmax_agreement": float((lib.argmax(0) == sk.argmax(0))[active].mean()),
+        "mean_cosine": float(cos[active].mean()),
+        "argmax_agreement": float((lib.argmax(0) == sk.argmax(0))[active].mean()),
         "librosa_version": librosa.__version__,
     }
     if a.json:

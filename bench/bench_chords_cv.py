@@ -64,7 +64,14 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
     ap.add_argument("--out", type=Path, default=Path("runs/chords-cv"))
+    ap.add_argument("--merge", type=Path, nargs="*", default=[],
+                    help="Only summarise: the cv.jsonl files of runs split by --only-folds.")
     args = ap.parse_args()
+    if args.merge:
+        rows = [json.loads(line) for p in args.merge for line in p.read_text().splitlines()]
+        rows = list({(r["model"], r["fold"], r["decoder"]): r for r in rows}.values())
+        print(json.dumps(summarise(rows), indent=1))
+        return
 
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "cv.jsonl"
@@ -99,7 +106,8 @@ def main() -> None:
     summary = summarise(rows)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     for key, e in summary.items():
-        print(f"{key:28s} folds {e['folds']}  songs {e['songs']}  majmin {e['majmin_mean']:.4f} +- {e['majmin_std']:.4f}  "
+        print(f"{key:28s} folds {e['folds']}  songs {e['songs']}  "
+              f"majmin {e['majmin_mean']:.4f} +- {e['majmin_std']:.4f}  "
               f"root {e['root_mean']:.4f} +- {e['root_std']:.4f}  (all songs: {e['majmin_all_songs']:.4f} / "
               f"{e['root_all_songs']:.4f})")
 

@@ -97,14 +97,16 @@ def main() -> None:
         wavs = sorted(songs.glob("*.wav"))
         old_src = tmp / "old"
         old_src.mkdir()
-        archive = subprocess.run(["git", "-C", str(a.git), "archive", a.old_rev, "src"], capture_output=True, check=True)
+        archive = subprocess.run(["git", "-C", str(a.git), "archive", a.old_rev, "src"], capture_output=True,
+                                 check=True)
         subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive.stdout, check=True)
         results = {}
         for name, src in (("old", old_src / "src"), ("new", a.new_src)):
             results[name] = run_cli(src, wavs, tmp / name)
         audio_seconds = a.songs * a.minutes * 60
         for name in ("old", "new"):
-            scores = [score_song(read_lab(w.with_suffix(".truth")), read_lab(tmp / name / f"{w.stem}.lab")) for w in wavs]
+            scores = [score_song(read_lab(w.with_suffix(".truth")), read_lab(tmp / name / f"{w.stem}.lab"))
+                      for w in wavs]
             results[name]["x_real_time"] = audio_seconds / results[name]["seconds"]
             results[name]["x_real_time_cpu"] = audio_seconds / results[name]["cpu_seconds"]
             results[name]["majmin_vs_truth"] = wcsr(scores, "majmin")

@@ -44,24 +44,27 @@ def chords(
     device: Device = "auto",
 ) -> None:
     """Recognise chords: a .lab (start, end, majmin label) per input."""
+    import contextlib
     import json
 
+    from songkit.cli.output import print_json
     from songkit.core.device import resolve_device
-    from songkit.core.errors import UserError
-    from songkit.core.io import atomic_write_text, open_output
+    from songkit.core.io import atomic_write_text, input_file, open_output
     from songkit.tasks.chords.infer import recognise
     from songkit.tasks.chords.labels import format_lab
 
-    with _inputs(inputs) as paths:
-        targets = _outputs(inputs, out, "json" if json_out else "lab", force)
-        for p in paths:  # every input checked before the model loads
-            if not p.is_file():
-                raise UserError(f"{p}: no such file")
+    targets = _outputs(inputs, out, ".json" if json_out else ".lab", force)
+    with contextlib.ExitStack() as stack:  # every input checked (and stdin copied) before the model loads
+        paths = [stack.enter_context(input_file(p)) for p in inputs]
         results = recognise(paths, checkpoint, resolve_device(device), self_prob, window=window)
     for p, target, seg in zip(inputs, targets, results):
         if json_out:
-            text = json.dumps({"input": str(p), "segments": [
-                {"start": float(s), "end": float(e), "label": lab} for (s, e), lab in zip(seg.intervals, seg.labels)]}) + "\n"
+            record = {"input": str(p), "segments": [
+                {"start": float(s), "end": float(e), "label": lab} for (s, e), lab in zip(seg.intervals, seg.labels)]}
+            if target == "-":
+                print_json(record)
+                continue
+            text = json.dumps(record) + "\n"
         else:
             text = format_lab(seg.intervals, seg.labels)
         if target == "-":
@@ -71,65 +74,16 @@ def chords(
             atomic_write_text(target, text)
 
 
-def _stem(p: Path) -> str:
-    return p.parent.name if p.name == "bothchroma.csv" else p.stem  # Billboard: NNNN/bothchroma.csv
-
-
 def _outputs(inputs: list[Path], out: Path | None, suffix: str, force: bool) -> list:
-    """Where each input's result goes: stdout, the one file ``-o`` names, or ``-o DIR/<stem>.<suffix>``.
+    """core.io.output_for's rule (stdout, the one file -o names, or a folder; never over an input, an existing
+    file only with --force), with Billboard's NNNN/bothchroma.csv named after its song folder."""
+    from songkit.core.io import check_outputs, output_for
 
-    Never over an input; over an existing file only with ``--force`` (one line naming it, exit 2).
-    """
-    from songkit.core.errors import UserError
-
-    if out is None or str(out) == "-":
-        if len(inputs) > 1:
-            raise UserError("several inputs need --out DIR (one .lab per input)")
-        return ["-"]
-    if len(inputs) > 1 or out.is_dir() or str(out).endswith(("/", "\\")):
-        targets = [out / f"{_stem(p)}.{suffix}" for p in inputs]
-        if len({t.name for t in targets}) < len(targets):
-            raise UserError(f"{out}: two inputs would write the same file name")
-    else:
-        targets = [out]
-    own = {p.resolve() for p in inputs if str(p) != "-"}
-    for t in targets:
-        if t.resolve() in own:
-            raise UserError(f"{t}: is one of the inputs; refusing to write over it")
-        if t.exists() and not force:
-            raise UserError(f"{t}: exists; --force overwrites it")
-    return targets
-
-
-class _inputs:
-    """Input paths with ``-`` replaced by a temporary copy of stdin (removed on exit)."""
-
-    def __init__(self, inputs: list[Path]):
-        self.inputs, self.tmp = inputs, None
-
-    def __enter__(self) -> list[Path]:
-        import sys
-        import tempfile
-
-        from songkit.core.errors import UserError
-
-        if sum(str(p) == "-" for p in self.inputs) > 1:
-            raise UserError("-: stdin can be read once")
-        if not any(str(p) == "-" for p in self.inputs):
-            return list(self.inputs)
-        data = sys.stdin.buffer.read()
-        if not data:
-            raise UserError("-: stdin is empty")
-        suffix = ".csv" if data[:1] in (b'"', b",") else ".audio"  # chroma CSV text or an audio file
-        fd, name = tempfile.mkstemp(prefix="songkit-stdin-", suffix=suffix)
-        with open(fd, "wb") as f:
-            f.write(data)
-        self.tmp = Path(name)
-        return [self.tmp if str(p) == "-" else p for p in self.inputs]
-
-    def __exit__(self, *exc) -> None:
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
+    targets = output_for(inputs, out, suffix, force=True)
+    renamed = [t.with_name(f"{p.parent.name}{suffix}") if p.name == "bothchroma.csv" and out is not None
+               and t != out else t for p, t in zip(inputs, targets)]
+    check_outputs(inputs, renamed, force)
+    return renamed
 
 
 @train_options(epochs=30, batch_size=32, lr=1e-3, out=Path("runs/chords"), patience=6)
@@ -150,8 +104,9 @@ def train_chords(
     fold: Fold = 0,
 ) -> None:
     """Train a chord model on Billboard chroma and/or audio+.lab folders (default: the embedded Bach chorales)."""
-    start_training("chords", run, TrainOptions(model=model, seq_len=seq_len, hidden_size=hidden_size, augment=augment,
-                                               learn_transitions=learn_transitions, limit=limit, folds=folds, fold=fold))
+    options = TrainOptions(model=model, seq_len=seq_len, hidden_size=hidden_size, augment=augment,
+                           learn_transitions=learn_transitions, limit=limit, folds=folds, fold=fold)
+    start_training("chords", run, options)
 
 
 def eval_chords(
@@ -162,7 +117,8 @@ def eval_chords(
     ref_lab: Annotated[Path | None, typer.Option(
         "--ref-lab", metavar="LAB", help="Score this reference .lab against --est-lab (no model).")] = None,
     est_lab: Annotated[Path | None, typer.Option("--est-lab", metavar="LAB", help="Estimated .lab to score.")] = None,
-    template: Annotated[bool, typer.Option("--template", help="Score the chroma-template baseline instead of a model.")] = False,
+    template: Annotated[bool, typer.Option(
+        "--template", help="Score the chroma-template baseline instead of a model.")] = False,
     self_prob: SelfProb = None,
     confusion: Annotated[Path | None, typer.Option("--confusion", metavar="PNG",
                                                       help="Write the confusion matrix picture here.")] = None,
@@ -175,9 +131,9 @@ def eval_chords(
     """MIREX root and majmin WCSR (duration-weighted, as mir_eval computes them) per song and over the set,
     and frame accuracy. Without --data: the embedded Bach chorales (60 rendered to audio, test split), built
     once into $SONGKIT_HOME the first time (about 3 minutes on one core), then read from there."""
+    from songkit.cli.output import print_json, print_table
     from songkit.core.errors import UserError
 
-    print_json, print_table = _printers()
     if ref_lab or est_lab:
         from songkit.tasks.chords.evaluate import score_song
         from songkit.tasks.chords.labels import read_lab
@@ -204,18 +160,21 @@ def eval_chords(
     if json_out:
         print_json(res)
         return
-    rows = [[s["name"], f"{s['root']:.4f}", f"{s['majmin']:.4f}", f"{s['frame_accuracy']:.4f}"] for s in res["per_song"]]
+    rows = [[s["name"], f"{s['root']:.4f}", f"{s['majmin']:.4f}", f"{s['frame_accuracy']:.4f}"]
+            for s in res["per_song"]]
     rows.append([f"ALL ({res['songs']} songs, duration-weighted)", f"{res['root_wcsr']:.4f}",
                  f"{res['majmin_wcsr']:.4f}", f"{res['frame_accuracy']:.4f}"])
     print_table(f"chords {split}: {res['model']}", ["song", "root", "majmin", "frame_acc"], rows)
 
 
 def data_chords(
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the audio files and their .lab files.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", metavar="DIR", help="Folder for the audio files and their .lab files.")],
     limit: Annotated[int, typer.Option("--limit", min=0, metavar="N",
                                        help="Songs to write (Bach: default 60; POP909: 0 = all).")] = 0,
     pop909: Annotated[Path | None, typer.Option(
-        "--pop909", metavar="PATH", help="Render POP909 (the folder of NNN/NNN.mid + chord_midi.txt) instead of Bach.")] = None,
+        "--pop909", metavar="PATH",
+        help="Render POP909 (the folder of NNN/NNN.mid + chord_midi.txt) instead of Bach.")] = None,
     soundfont: Annotated[list[Path] | None, typer.Option(
         "--soundfont", metavar="SF2", help="SoundFont(s) for --pop909 (repeat: each song uses one, in turn).")] = None,
     fmt: Annotated[str, typer.Option("--format", metavar="FMT", help="wav | flac")] = "flac",
@@ -238,24 +197,6 @@ def data_chords(
     from songkit.tasks.chords.bach import build_dataset
 
     build_dataset(out, num=limit or 60, fmt=fmt)
-
-
-def _printers():
-    """core's table/JSON printers (cli.output); plain columns until it lands."""
-    try:
-        from songkit.cli.output import print_json, print_table
-    except ImportError:
-        import json
-
-        def print_json(obj) -> None:
-            print(json.dumps(obj))
-
-        def print_table(title, columns, rows, file=None) -> None:
-            cells = [list(map(str, columns))] + [list(map(str, r)) for r in rows]
-            widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-            for r in cells:
-                print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=file)
-    return print_json, print_table
 
 
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, data_app: typer.Typer) -> None:

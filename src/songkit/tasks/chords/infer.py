@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from songkit.core.errors import UserError
 from songkit.tasks.chords import constants as C
 from songkit.tasks.chords.features import normalize_chroma
 from songkit.tasks.chords.hmm import viterbi, viterbi_many
@@ -23,37 +22,15 @@ from songkit.tasks.chords.labels import Annotation, frames_to_segments
 
 def load(checkpoint: Path | str | None = None, device="cpu"):
     """A chords model and its checkpoint (default: the shipped one; a run folder means its best.ckpt)."""
-    from songkit.core import checkpoint as ckpt
+    from songkit.core.checkpoint import load_model
     from songkit.tasks.chords.model import MODELS
 
-    if hasattr(ckpt, "load_model"):
-        model, ck = ckpt.load_model(checkpoint, C.TASK, MODELS, device)
-    else:  # until core's one loader lands
-        model, ck = _load_local(checkpoint, device)
-    if list(ck.vocab) != C.VOCAB:
-        raise UserError(f"{ck.path}: chord vocabulary differs from songkit's 25 majmin classes")
-    return model, ck
+    return load_model(checkpoint, C.TASK, MODELS, device, check_vocab=_check_vocab)
 
 
-def _load_local(checkpoint, device):
-    from songkit.core.checkpoint import default_checkpoint, load_checkpoint
-    from songkit.tasks.chords.model import MODELS
-
-    path = Path(checkpoint) if checkpoint else default_checkpoint(C.TASK)
-    if path.is_dir():
-        path = path / "best.ckpt"
-    ck = load_checkpoint(path, task=C.TASK)
-    if ck.model not in MODELS:
-        raise UserError(f"{path}: model {ck.model!r}: expected one of {', '.join(MODELS)}")
-    cfg_cls, mod_cls = MODELS[ck.model]
-    try:
-        cfg = cfg_cls(**ck.config)
-        cfg.check()
-        model = mod_cls(cfg)
-        model.load_state_dict(ck.state_dict)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"{path}: config or weights do not fit model {ck.model!r} ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), ck
+def _check_vocab(vocab) -> None:
+    if list(vocab) != C.VOCAB:
+        raise ValueError("not songkit's 25 majmin chord classes")
 
 
 def window_starts(T: int, window: int, overlap: int) -> list[tuple[int, int, int]]:
@@ -140,10 +117,24 @@ def input_chroma(path, cfg, device="cpu"):
     from songkit.tasks.chords.features import audio_features
 
     p = Path(path)
-    if p.suffix.lower() == ".csv":
+    if is_chroma_csv(p):
         times, chroma = read_bothchroma(p)
         return chroma, float(times[-1] + cfg.hop_length / cfg.sample_rate)
     return audio_features(p, cfg, device)
+
+
+def is_chroma_csv(path: Path) -> bool:
+    """A Chordino CSV (by suffix, or for a suffix-less file such as stdin's copy, by its first bytes)."""
+    if path.suffix.lower() == ".csv":
+        return True
+    if path.suffix.lower() in C.AUDIO_SUFFIXES:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return False
+    return head[:1] in (b'"', b",")  # Chordino rows start with the quoted audio path, or an empty first column
 
 
 def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = None, workers: int = 2,

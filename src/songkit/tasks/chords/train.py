@@ -99,7 +99,8 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
     train_songs, valid_songs, name = load_songs(data, base, options)
     cfg = model_config(options, train_songs)
     frames = sum(len(s.labels) for s in train_songs)
-    log(f"chords: {options.model}, {len(train_songs)} train songs ({frames} frames), {len(valid_songs)} validation songs")
+    log(f"chords: {options.model}, {len(train_songs)} train songs ({frames} frames), "
+        f"{len(valid_songs)} validation songs")
     task = ChordTrainTask(train_songs, valid_songs, options.seq_len, run.batch_size, run.seed, options.augment,
                           run.workers)
     meta = {"task": C.TASK, "model": options.model, "config": asdict(cfg), "vocab": C.VOCAB,
