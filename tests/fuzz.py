@@ -93,17 +93,24 @@ def mutations(seed: bytes, max_ops: int = 4) -> st.SearchStrategy[bytes]:
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`CaseTimeout` in the main thread after ``seconds`` (SIGALRM timer)."""
+    """Raise :class:`CaseTimeout` in the main thread after ``seconds`` (SIGALRM timer). The alarm repeats
+    every 0.25 s until the block ends, and the block fails afterwards anyway: a raise that lands where Python
+    ignores exceptions (a gc callback, a ``__del__``) cannot hide a slow case."""
+    fired = []
+
     def on_alarm(signum, frame):
+        fired.append(True)
         raise CaseTimeout(f"over {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.25)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    if fired:
+        raise CaseTimeout(f"over {seconds:g} s (the alarm was swallowed)")
 
 
 def _data_bytes() -> int:

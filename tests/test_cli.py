@@ -245,3 +245,12 @@ def test_click_context_of_the_running_command():
 
     assert CliRunner().invoke(probe, ["--epochs", "3"]).exit_code == 0
     assert seen == {"epochs": ParameterSource.COMMANDLINE, "seed": ParameterSource.DEFAULT}
+
+
+def test_user_error_is_always_one_printable_line():
+    """A name read from a damaged file (a config key "\\n", an escape sequence) cannot split the line."""
+    from songkit.core.errors import UserError
+
+    assert UserError("x.ckpt: config.\n: unknown field\n").format_message() == "x.ckpt: config.\\n: unknown field"
+    assert UserError("a.lab: label C:\x1b[31mmaj").format_message() == "a.lab: label C:\\x1b[31mmaj"
+    assert UserError("écoute: ok").format_message() == "écoute: ok"

@@ -1,9 +1,12 @@
+import copy
 import re
 from dataclasses import dataclass, field
 
 import pytest
 import torch
-from fuzz import SLOW_EXAMPLES, fuzz
+from fuzz import DEFAULT_EXAMPLES, SLOW_EXAMPLES, check_case, fuzz
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from songkit.core.checkpoint import FORMAT_VERSION, build_config, load_checkpoint, load_model, save_checkpoint
 from songkit.core.errors import UserError
@@ -306,3 +309,55 @@ def test_fuzz_checkpoints_many(tmp_path):
         return load_model(case, "toy", TOY_MODELS)
 
     fuzz(parse, path.read_bytes(), examples=SLOW_EXAMPLES)
+
+
+# per kind of damage: hostile values where the payload has fields (the byte-level fuzz above rarely gets past
+# the archive's own structure; these cases do)
+HOSTILE_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from([2**63, -(2**70), 10**400 // 10**300]),
+              st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
+HOSTILE_TENSORS = st.builds(
+    lambda shape, dtype, fill: torch.full(shape, fill).to(dtype),
+    st.lists(st.integers(0, 6), max_size=3).map(tuple),
+    st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.bool,
+                     torch.complex64]),
+    st.sampled_from([0.0, 1.5, -3.0, float("nan"), float("inf"), 1e30]),
+)
+CONFIG_FIELDS = ["hidden", "dropout", "act", "bias", "sizes", "limit", "layers", "mel", "bogus"]
+WEIGHTS = ["body.weight", "body.bias", "head.weight", "head.bias", "extra.weight"]
+
+
+def _damage(obj, kind, key, value, tensor):
+    if kind == "config":
+        obj["config"][key] = value
+    elif kind == "mel":
+        obj["config"]["mel"][key] = value
+    elif kind == "weight":
+        obj["state_dict"][key] = tensor
+    else:  # a top-level field
+        obj[key] = value
+
+
+@pytest.mark.parametrize("kind", ["config", "mel", "weight", "field"])
+def test_fuzz_checkpoint_fields(tmp_path, kind):
+    _toy(tmp_path / "seed.ckpt")
+    seed = torch.load(tmp_path / "seed.ckpt", weights_only=True)
+    keys = {"config": CONFIG_FIELDS, "mel": ["n_mels", "fmin", "bogus"], "weight": WEIGHTS,
+            "field": ["task", "model", "config", "vocab", "state_dict", "history", "extra", "train_state",
+                      "format_version", "weights_sha256"]}[kind]
+
+    @settings(max_examples=DEFAULT_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(keys), HOSTILE_VALUES, HOSTILE_TENSORS)
+    def run(key, value, tensor):
+        obj = copy.deepcopy(seed)
+        _damage(obj, kind, key, value, tensor)
+        obj.pop("weights_sha256", None) if kind == "weight" else None  # reach the checks behind the checksum
+        path = tmp_path / "case.ckpt"
+        torch.save(obj, path)
+        check_case(lambda _: load_model(path, "toy", TOY_MODELS), repr((kind, key, value, tensor)).encode())
+
+    run()

@@ -14,9 +14,11 @@ a task may pick other values but should derive them the same way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +57,8 @@ def audio_info(path: str | os.PathLike, max_seconds: float | None = MAX_SECONDS)
         raise UserError(f"{p}: empty file, not audio")
     _check_wav_complete(p)
     try:
-        info = sf.info(str(p))
+        with _quiet_native_stderr():
+            info = sf.info(str(p))
     except Exception as e:  # libsndfile's errors, and ValueError/TypeError from damaged headers
         raise UserError(f"{p}: not a readable audio file ({_first_line(e)})") from None
     sr, frames, channels = int(info.samplerate), int(info.frames), int(info.channels)
@@ -67,6 +70,27 @@ def audio_info(path: str | os.PathLike, max_seconds: float | None = MAX_SECONDS)
     if max_seconds is not None and frames > max_seconds * sr:
         raise UserError(f"{p}: {_clock(frames / sr)} of audio, longer than the {_clock(max_seconds)} this reads")
     return sr, frames, channels
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 while libsndfile runs: its MP3 decoder (mpg123) prints lines such as
+    "Note: Illegal Audio-MPEG-Header" for damaged files that libsndfile takes for MP3, and a user error
+    must be one line. Python's own sys.stderr is untouched (it is flushed first)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _first_line(e: BaseException) -> str:
@@ -99,7 +123,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = SAMPLE_RATE, m
     limit = frames if frames > 0 else int((max_seconds or 1e9) * sr_in)  # streamed files claim 0 frames
     blocks, total = [], 0
     try:
-        with sf.SoundFile(str(p)) as f:
+        with _quiet_native_stderr(), sf.SoundFile(str(p)) as f:
             while total < limit:
                 block = f.read(min(_BLOCK_FRAMES, limit - total), dtype="float32", always_2d=True)  # (n, C)
                 if block.shape[0] == 0:

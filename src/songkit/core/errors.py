@@ -30,5 +30,17 @@ class UserError(ClickException):
 
     exit_code = 2
 
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
     def show(self, file=None) -> None:  # noqa: D102 - click API
         print(f"songkit: error: {self.format_message()}", file=file or sys.stderr)
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: newlines and other control characters (which a damaged file can put
+    into a name the message quotes) are shown escaped, so the message never spans lines or drives the terminal."""
+    text = str(text).strip()
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ("\\n" if ch == "\n" else repr(ch)[1:-1]) for ch in text)
