@@ -30,8 +30,9 @@ from songkit.tasks.segment.constants import (
 
 DataFolder = Annotated[
     Path | None,
-    typer.Option("--data", "-d", help="VOC year folder (VOCdevkit/VOC2007) or VOCdevkit (default: the embedded "
-                                      "generated set, built once into $SONGKIT_HOME in a few seconds)."),
+    typer.Option("--data", "-d", metavar="DIR",
+                 help="VOC year folder (VOCdevkit/VOC2007) or VOCdevkit (default: the embedded generated set, "
+                      "built once into $SONGKIT_HOME in a few seconds)."),
 ]
 Amp = Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast where the hardware has it (CUDA, CPUs with "
                                                           "AMX/AVX512-BF16); --no-amp: plain fp32.")]
@@ -113,28 +114,36 @@ def _emit(write) -> None:
 def train_segment(
     run: TrainRun,
     model: Annotated[str, typer.Option(
-        "--model", "-m", help=f"One of: {', '.join(MODEL_NAMES)} (default: the shipped one).")] = DEFAULT_MODEL,
+        "--model", "-m", metavar="NAME",
+        help=f"One of: {', '.join(MODEL_NAMES)} (default: the shipped one).")] = DEFAULT_MODEL,
     size: Annotated[int, typer.Option(
-        "--size", min=32, help="Training crop side (a multiple of 32); the shorter side at prediction.",
+        "--size", min=32, metavar="PIXELS",
+        help="Training crop side (a multiple of 32); the shorter side at prediction.",
     )] = DEFAULT_SIZE,
     width: Annotated[int | None, typer.Option(
-        "--width", min=1, help="U-Net's first layer width (default 32; the paper's 64).")] = None,
+        "--width", min=1, metavar="N", help="U-Net's first layer width (default 32; the paper's 64).")] = None,
     init: Annotated[str | None, typer.Option(
-        "--init", help=f"Weight initialisation: {' | '.join(INITS)} (default: the model's own).")] = None,
-    class_weights: Annotated[str, typer.Option("--class-weights", help=CLASS_WEIGHTS_HELP + ".")] = "none",
+        "--init", metavar="NAME",
+        help=f"Weight initialisation: {' | '.join(INITS)} (default: the model's own).")] = None,
+    class_weights: Annotated[str, typer.Option(
+        "--class-weights", metavar="SPEC", help=CLASS_WEIGHTS_HELP + ".")] = "none",
     encoder_weights: Annotated[Path | None, typer.Option(
-        "--encoder-weights", help="torchvision resnet34 weights (resnet34-b627a593.pth) for --model resnet34_unet.",
+        "--encoder-weights", metavar="FILE",
+        help="torchvision resnet34 weights (resnet34-b627a593.pth) for --model resnet34_unet.",
     )] = None,
     train_split: Annotated[str, typer.Option(
-        "--train-split", help="Split to train on: train | valid | trainval | a list name in ImageSets/Segmentation.",
+        "--train-split", metavar="SPLIT",
+        help="Split to train on: train | valid | trainval | a list name in ImageSets/Segmentation.",
     )] = "train",
     valid_split: Annotated[str, typer.Option(
-        "--valid-split", help="Split to validate on after every epoch.")] = "valid",
+        "--valid-split", metavar="SPLIT", help="Split to validate on after every epoch.")] = "valid",
     augment: Annotated[bool, typer.Option(
         "--augment/--no-augment", help="Flips, rotation, shear and colour jitter (--no-augment: only scale and crop).",
     )] = True,
-    rotate: Annotated[float, typer.Option("--rotate", min=0.0, help="Random rotation, +- degrees (0: off).")] = 10.0,
-    shear: Annotated[float, typer.Option("--shear", min=0.0, help="Random affine shear, +- degrees (0: off).")] = 5.0,
+    rotate: Annotated[float, typer.Option(
+        "--rotate", min=0.0, metavar="DEGREES", help="Random rotation, +- degrees (0: off).")] = 10.0,
+    shear: Annotated[float, typer.Option(
+        "--shear", min=0.0, metavar="DEGREES", help="Random affine shear, +- degrees (0: off).")] = 5.0,
     vflip: Annotated[bool, typer.Option("--vflip/--no-vflip", help="Random vertical flips too.")] = False,
 ) -> None:
     """Train a segmentation model on VOC-format data (default: the embedded generated set)."""
@@ -147,9 +156,11 @@ def train_segment(
 def eval_segment(
     checkpoint: Checkpoint = None,
     data: DataFolder = None,
-    split: Annotated[str, typer.Option("--split", help="train | valid | trainval | test (VOC's lists).")] = "valid",
+    split: Annotated[str, typer.Option(
+        "--split", metavar="SPLIT", help="train | valid | trainval | test (VOC's lists).")] = "valid",
     size: Size = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Pictures per model call.")] = 8,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", "-b", min=1, metavar="N", help="Pictures per model call.")] = 8,
     confusion: Annotated[Path | None, typer.Option(
         "--confusion", metavar="PNG", help="Also draw the confusion matrix to this PNG.")] = None,
     workers: Annotated[int, typer.Option(
@@ -188,10 +199,10 @@ def eval_segment(
 
 
 def data_segment(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write VOCdevkit/VOC2007 into.")],
-    train: Annotated[int, typer.Option("--train", min=1, help="Training pictures.")] = 200,
-    valid: Annotated[int, typer.Option("--valid", min=1, help="Validation pictures.")] = 50,
-    seed: Annotated[int, typer.Option("--seed", help="Generator seed (0: the embedded default).")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder to write VOCdevkit/VOC2007 into.")],
+    train: Annotated[int, typer.Option("--train", min=1, metavar="N", help="Training pictures.")] = 200,
+    valid: Annotated[int, typer.Option("--valid", min=1, metavar="N", help="Validation pictures.")] = 50,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Generator seed (0: the embedded default).")] = 0,
 ) -> None:
     """Write the embedded dataset (generated shapes and textures) in the real VOC layout."""
     from songkit.tasks.segment.synthetic import SynthSpec, write_synthetic
