@@ -170,7 +170,8 @@ def main() -> None:
                                lambda: reference_train(m_ref, o_ref, ids, 128), repeats=2)
     rows.append(("train, batch 64 x 128 (chars/s)", sk_tr, ref_tr))
 
-    result = [{"what": w, "songkit": round(s, 1), "reference": round(r, 1), "ratio": round(s / r, 2)} for w, s, r in rows]
+    result = [{"what": w, "songkit": round(s, 1), "reference": round(r, 1), "ratio": round(s / r, 2)}
+              for w, s, r in rows]
     if args.json:
         print(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__, "rows": result}))
         return

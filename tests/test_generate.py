@@ -23,6 +23,8 @@ from songkit.tasks.generate.data import (
     split_tunes,
 )
 from songkit.tasks.generate.evaluate import (
+    abc2midi_path,
+    compiles_with_abc2midi,
     parses_with_notes,
     score_files,
     stream_nats,
@@ -234,3 +236,11 @@ def test_stepper_matches_nn_lstm():
 def test_corpus_ids_layout():
     vocab = build_vocab(["ab"], "corpus")
     assert corpus_ids(["ab", "b"], vocab) == [1, 3, 4, 2, 1, 4, 2]
+
+
+def test_abc2midi_compile_check():
+    program = abc2midi_path()
+    if program is None:
+        pytest.skip("abc2midi (inside the symusic wheel) is not installed")
+    assert compiles_with_abc2midi(TUNE, program)
+    assert not compiles_with_abc2midi("T:bad\nM:4/4\nK:C\nCDE|]]]((( ^^^^^x3/0|", program)

@@ -151,6 +151,7 @@ def test_eval_reports_each_file_and_overall(tiny, tmp_path):
     assert a["file"].endswith("a.abc") and a["tunes"] == 12 and a["oov_share"] == 0.0
     assert b["oov_chars"] == "ü" and b["oov_share"] == pytest.approx(12 / b["characters"])
     assert result["characters"] == a["characters"] + b["characters"] and result["samples"] == 2
+    assert 0 <= result["parse_rate"] <= 1 and 0 <= result["abc2midi_rate"] <= 1
     table = invoke("eval", "generate", "-c", tiny, "--data", data, "--samples", "0")
     assert table.exit_code == 0, table.output
     assert [line.split()[0] for line in table.stdout.splitlines() if "abc" in line or "overall" in line][-3:] == [

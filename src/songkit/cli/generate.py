@@ -138,7 +138,7 @@ def eval_generate(
     device: Device = "auto",
 ) -> None:
     """Bits per character on held-out ABC (per file and overall), the share of characters outside the
-    model's vocabulary, and the share of sampled tunes music21 parses into notes."""
+    model's vocabulary, and the share of sampled tunes music21 parses into notes and abc2midi compiles."""
     from songkit.core.device import resolve_device
     from songkit.core.progress import make_progress
     from songkit.tasks.generate.evaluate import evaluate
@@ -159,8 +159,8 @@ def eval_generate(
                      f"{result['oov_share']:.4%}"])
     print_table("bits per character", ["file", "tunes", "characters", "bits/char", "out of vocabulary"], rows)
     if samples:
-        print_table("sampled tunes", ["samples", "temperature", "parse rate"],
-                    [[result["samples"], result["temperature"], f"{result['parse_rate']:.2f}"]])
+        print_table("sampled tunes", ["samples", "temperature", "music21 parse rate", "abc2midi compile rate"],
+                    [[result["samples"], result["temperature"], result["parse_rate"], result["abc2midi_rate"]]])
 
 
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, data_app: typer.Typer) -> None:

@@ -30,7 +30,8 @@ SPLIT_SEED = 20240601  # fixed: the train/validation split never moves between r
 # another one; a zero state never occurs there. Sampling therefore first runs the model over
 # this short real-style tune (BOS tune EOS) so that the sampled tune starts from a state
 # like the ones seen in training (without it, the first line is often garbage).
-BURN_IN = "T:Burn-in Reel\nM:4/4\nL:1/8\nR:reel\nK:D\n|:DFAF DFAF|GBdB AFD2|DFAF DFAF|GBAG FDD2:|\n|:fdad fdad|gbag fed2|fdad fdAF|GBAG FDD2:|"
+BURN_IN = ("T:Burn-in Reel\nM:4/4\nL:1/8\nR:reel\nK:D\n|:DFAF DFAF|GBdB AFD2|DFAF DFAF|GBAG FDD2:|\n"
+           "|:fdad fdad|gbag fed2|fdad fdAF|GBAG FDD2:|")
 
 EVAL_SEQ_LEN = 256  # characters per chunk when scoring a stream (state carried across chunks)
 SAMPLE_BATCH = 64  # tunes sampled at once by `eval generate`

@@ -1,5 +1,5 @@
 """Measuring SongRNN: bits per character on held-out ABC (per file and overall), out-of-vocabulary share,
-and the share of sampled tunes music21 parses into notes."""
+and the shares of sampled tunes music21 parses into notes and abc2midi compiles with no error."""
 
 from __future__ import annotations
 
@@ -74,6 +74,34 @@ def parses_with_notes(tune_text: str) -> bool:
         return False
 
 
+def abc2midi_path() -> Path | None:
+    """The abc2midi program that ships inside the symusic wheel (None when absent)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("symusic")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "bin" / "abc2midi"
+    return path if path.is_file() else None
+
+
+def compiles_with_abc2midi(tune_text: str, program: Path) -> bool:
+    """True when abc2midi turns the tune into MIDI with no 'Error' line (warnings allowed)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        abc = Path(tmp) / "tune.abc"
+        abc.write_text(f"X:1\n{tune_text.strip()}\n")
+        try:
+            proc = subprocess.run([str(program), str(abc), "-o", str(Path(tmp) / "tune.mid")], capture_output=True,
+                                  text=True, errors="replace", timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return proc.returncode == 0 and not any(line.startswith("Error") for line in lines)
+
+
 def score_files(model, vocab: Sequence[str], named_tunes: Sequence[tuple[str, list[str]]], device) -> dict:
     """Bits per character of each (name, tunes) and overall, and the out-of-vocabulary share."""
     from songkit.tasks.generate.data import corpus_ids, out_of_vocab
@@ -85,8 +113,9 @@ def score_files(model, vocab: Sequence[str], named_tunes: Sequence[tuple[str, li
         nats, count = stream_nats(model, ids, device, burn_in=warm)
         oov = out_of_vocab(tunes, vocab)
         n_oov = sum(oov.values())
-        files.append({"file": name, "tunes": len(tunes), "characters": count, "bits_per_char": nats / count / math.log(2),
-                      "oov_share": n_oov / count, "oov_chars": "".join(sorted(oov))})
+        files.append({"file": name, "tunes": len(tunes), "characters": count,
+                      "bits_per_char": nats / count / math.log(2), "oov_share": n_oov / count,
+                      "oov_chars": "".join(sorted(oov))})
         nats_sum, chars_sum, oov_sum = nats_sum + nats, chars_sum + count, oov_sum + n_oov
     return {"files": files, "tunes": sum(f["tunes"] for f in files), "characters": chars_sum,
             "bits_per_char": nats_sum / chars_sum / math.log(2), "oov_share": oov_sum / chars_sum}
@@ -118,10 +147,13 @@ def evaluate(checkpoint: Path | None, data: list[Path] | None = None, *, samples
         for start in range(0, samples, SAMPLE_BATCH):
             tunes += sample_tunes(model, ck.vocab, num=min(SAMPLE_BATCH, samples - start), temperature=temperature,
                                   max_chars=max_chars, seed=seed + start, device=device)
-        ok = 0
+        program = abc2midi_path()
+        parsed = compiled = 0
         for k, tune in enumerate(tunes):
-            ok += parses_with_notes(tune)
+            parsed += parses_with_notes(tune)
+            compiled += program is not None and compiles_with_abc2midi(tune, program)
             if on_sample is not None:
                 on_sample(k + 1, len(tunes))
-        result.update({"samples": samples, "temperature": temperature, "parse_rate": ok / samples})
+        result.update({"samples": samples, "temperature": temperature, "parse_rate": parsed / samples,
+                       "abc2midi_rate": compiled / samples if program is not None else None})
     return result
