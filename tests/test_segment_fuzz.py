@@ -210,3 +210,33 @@ def test_fuzz_through_the_command_line(workdir, picture, mask):
 def test_fuzzing_stayed_in_bounded_memory():
     """After the cases above (same process): the peak resident size stayed far below what a bomb takes."""
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 2_500_000  # kB
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("size", 33, "size"), ("mean", (0.5, 0.5), "mean"), ("std", (0.0, 1.0, 1.0), "std"), ("init", "nope", "init"),
+    ("num_classes", 0, "num_classes"), ("base", "x", "base"), ("unknown_field", 1, "unknown_field"),
+])
+def test_damaged_checkpoint_config_is_one_line(workdir, field, value, expected):
+    """A segment checkpoint whose config has a wrong type or range, or a key no model knows: one line naming
+    the file and the field, before anything is built (the shipped configs' check() in core's loader)."""
+    import torch
+
+    from songkit.core.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(workdir / "tiny.ckpt", task="segment")
+    config = dict(ck.config, **{field: value})
+    save_checkpoint(workdir / "bad.ckpt", task="segment", model=ck.model, config=config, vocab=ck.vocab,
+                    state_dict=ck.state_dict)
+    Image.new("RGB", (20, 10)).save(workdir / "p.png")
+    r = invoke("segment", "p.png", "-o", "m.png", "-c", "bad.ckpt")
+    exit_0_or_one_line(r)
+    assert r.exit_code == 2 and "bad.ckpt" in r.stderr and expected in r.stderr, r.stderr
+    assert not (workdir / "m.png").exists()
+    if field != "size":
+        return
+    nan = {k: v.clone() for k, v in ck.state_dict.items()}
+    nan["head.weight"][0] = float("nan")
+    save_checkpoint(workdir / "nan.ckpt", task="segment", model=ck.model, config=ck.config, vocab=ck.vocab,
+                    state_dict=nan)
+    r = invoke("segment", "p.png", "-o", "m.png", "-c", "nan.ckpt")
+    assert r.exit_code == 2 and "head.weight" in r.stderr and torch.isnan(nan["head.weight"]).any()
