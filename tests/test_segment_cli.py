@@ -134,6 +134,17 @@ def test_eval_split_spelling_confusion_png_and_json(photos, small_voc):
     assert unchanged(before)
 
 
+def test_data_command_writes_the_voc_layout(tmp_path):
+    from songkit.tasks.segment.voc import read_split
+
+    r = invoke("data", "segment", "--out", tmp_path / "d", "--train", "2", "--valid", "1")
+    assert r.exit_code == 0, r.output
+    root = Path(r.stdout.strip())
+    assert root == tmp_path / "d" / "VOCdevkit" / "VOC2007"
+    assert len(read_split(root, "train")) == 2 and len(read_split(root, "valid")) == 1
+    assert len(read_split(root, "trainval")) == 3
+
+
 def _train(out: Path, data: Path, *extra):
     return invoke("train", "segment", "--data", data, "--out", out, "--epochs", "1", "--max-steps-per-epoch", "2",
                   "--batch-size", "4", "--seed", "3", "--device", "cpu", "--size", "32", "--width", "4",
