@@ -343,13 +343,23 @@ def _damage(obj, kind, key, value, tensor):
 
 @pytest.mark.parametrize("kind", ["config", "mel", "weight", "field"])
 def test_fuzz_checkpoint_fields(tmp_path, kind):
+    fuzz_fields(tmp_path, kind, DEFAULT_EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["config", "mel", "weight", "field"])
+def test_fuzz_checkpoint_fields_many(tmp_path, kind):
+    fuzz_fields(tmp_path, kind, SLOW_EXAMPLES // 2)
+
+
+def fuzz_fields(tmp_path, kind, examples):
     _toy(tmp_path / "seed.ckpt")
     seed = torch.load(tmp_path / "seed.ckpt", weights_only=True)
     keys = {"config": CONFIG_FIELDS, "mel": ["n_mels", "fmin", "bogus"], "weight": WEIGHTS,
             "field": ["task", "model", "config", "vocab", "state_dict", "history", "extra", "train_state",
                       "format_version", "weights_sha256"]}[kind]
 
-    @settings(max_examples=DEFAULT_EXAMPLES, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.sampled_from(keys), HOSTILE_VALUES, HOSTILE_TENSORS)
     def run(key, value, tensor):
