@@ -37,12 +37,19 @@ checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize check
 checkpoint-generate:
 	mkdir -p $(RUNS)
 	songkit train generate --out $(RUNS)/generate-default --epochs 14 --max-steps-per-epoch 150 --batch-size 64 --seq-len 128 \
-		--hidden-size 256 --num-layers 2 --lr 3e-3 --warmup-steps 100 --seed 0 > $(RUNS)/generate-default.log 2>&1 || \
+		--hidden-size 256 --num-layers 2 --lr 3e-3 --warmup-steps 100 --vocab corpus --seed 0 --force \
+		> $(RUNS)/generate-default.log 2>&1 || \
 		(tail -5 $(RUNS)/generate-default.log; exit 1)
 	cp $(RUNS)/generate-default/best.ckpt src/songkit/tasks/generate/weights/default.ckpt
 
 bench-generate:
 	$(PYTHON) bench/bench_generate.py
+	$(PYTHON) bench/bench_generate.py --precision
+
+# leave-one-collection-out inside music21's corpus at a reduced budget (300 steps of 32 x 128 per run; docs/generate.md)
+loco-generate:
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_generate_loco.py --out $(RUNS)/loco --recipe old --recipe ascii \
+		--epochs 3 --steps 100 --eval-tunes 300
 
 # instrument: NSynth-format notes rendered from three Debian General MIDI SoundFonts (needs
 # `pip install -e .[soundfont]` and `apt-get install fluidsynth fluid-soundfont-gm timgm6mb-soundfont
