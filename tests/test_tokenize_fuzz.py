@@ -316,3 +316,42 @@ def test_fuzz_with_limits_long(token_lines, midi_seed):
     for k in range(len(token_lines)):
         fuzz(_decode_bytes, seed=token_lines[k].encode(), examples=SLOW_EXAMPLES // 6)
     fuzz(_tokenize_bytes, seed=midi_seed, examples=SLOW_EXAMPLES)
+
+
+# ---------------------------------------------------------------- damaged token checkpoints (one loader)
+
+
+def _damaged_checkpoint(tmp_path, change) -> str:
+    """The shipped checkpoint, changed by ``change(parts)`` and saved again (a valid archive and checksum)."""
+    from songkit.core.checkpoint import default_checkpoint, load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(default_checkpoint("tokenize"), task="tokenize")
+    parts = {"task": "tokenize", "model": ck.model, "config": dict(ck.config), "vocab": ck.vocab,
+             "state_dict": dict(ck.state_dict), "extra": ck.extra}
+    change(parts)
+    save_checkpoint(tmp_path / "bad.ckpt", **parts)
+    return tmp_path / "bad.ckpt"
+
+
+CHECKPOINT_CASES = {
+    "weights of another shape": lambda p: p["state_dict"].__setitem__("inp.weight",
+                                                                      p["state_dict"]["inp.weight"][:, :3]),
+    "vocabulary not an object": lambda p: p.__setitem__("vocab", "nb"),
+    "vocabulary config out of bounds": lambda p: p.__setitem__("vocab", {**p["vocab"], "config": {
+        **p["vocab"]["config"], "velocity_bins": 10**8}}),
+    "vocabulary hash edited": lambda p: p.__setitem__("vocab", {**p["vocab"], "hash": "0" * 16}),
+    "dropout 2": lambda p: p["config"].__setitem__("dropout", 2.0),
+    "num_layers a string": lambda p: p["config"].__setitem__("num_layers", "x"),
+    "unknown config key": lambda p: p["config"].__setitem__("bogus", 1),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKPOINT_CASES))
+def test_damaged_token_checkpoint_is_one_line(tmp_path, case):
+    bad = _damaged_checkpoint(tmp_path, CHECKPOINT_CASES[case])
+    (tmp_path / "d").mkdir()
+    make_midi(tmp_path / "d" / "a.mid", n=10)
+    r = runner.invoke(app, ["eval", "tokenize", "-c", str(bad), "--data", str(tmp_path / "d"), "--split", "all",
+                            "--device", "cpu"])
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "bad.ckpt: " in lines[0], (case, r.stderr)
