@@ -1,5 +1,5 @@
 """Hostile ABC files and checkpoints through the command line (issue 14): every case ends in exit 0 or
-one error line with exit 2, within a time limit. A bounded number of cases by default; more under -m slow."""
+one error line with exit 2, within a CPU-time limit. A bounded number of cases by default; more under -m slow."""
 
 import time
 
@@ -53,7 +53,7 @@ def mutated(draw, seed: bytes):
 
 
 def check_case(result, seconds: float) -> None:
-    assert seconds < 30, seconds
+    assert seconds < 30, seconds  # CPU seconds: a busy shared machine stretches wall time, not this
     assert result.exit_code in (0, 2), (result.exit_code, result.output[-2000:])
     if result.exit_code == 2:
         lines = result.stderr.strip().splitlines()
@@ -68,17 +68,17 @@ def tiny(tmp_path_factory):
 def run_abc(tiny, tmp_path, data: bytes):
     path = tmp_path / "tune.abc"
     path.write_bytes(data)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     result = invoke("eval", "generate", "-c", tiny, "--data", path, "--samples", "0", "--json")
-    check_case(result, time.perf_counter() - t0)
+    check_case(result, time.process_time() - t0)
 
 
 def run_checkpoint(tiny, tmp_path, data: bytes):
     path = tmp_path / "bad.ckpt"
     path.write_bytes(data)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     result = invoke("generate", "-c", path, "--seed", "0", "--max-chars", "20", "-o", tmp_path / "out.abc", "--force")
-    check_case(result, time.perf_counter() - t0)
+    check_case(result, time.process_time() - t0)
 
 
 @FAST
