@@ -97,3 +97,28 @@ def test_model_learns_a_repeating_motif(tmp_path, cell, encoding):
     (tmp_path / "s.mid").write_bytes(sample_midi(tmp_path / "run", max_groups=64, temperature=0.5, seed=0))
     q = quantise(readers.read_music(tmp_path / "s.mid"), VOCAB)
     assert len(q.notes) > 5
+
+
+def test_resume_through_the_loader_equals_an_uninterrupted_run(tmp_path):
+    """Windows through make_loader (shifted per epoch): a run stopped after epoch 1 and resumed ends with the
+    same weights as one that was never stopped."""
+    from songkit.core.checkpoint import load_checkpoint
+    from songkit.core.train import TrainConfig, fit
+
+    songs = encode_files(_motif_songs(tmp_path, n=2), VOCAB, "nb")
+    cfg = TokenRNNConfig(encoding="nb", vocab_sizes=VOCAB.sizes("nb"), embed_dim=8, d_model=16, num_layers=1)
+    meta = {"task": "tokenize", "model": "gru", "config": dataclasses.asdict(cfg),
+            "vocab": {**VOCAB.to_dict(), "hash": VOCAB.hash}, "extra": {"seq_len": 16}}
+
+    def run(out, **kw):
+        task = TokenTrainTask(songs, songs.subset([0]), seq_len=16, batch_size=4, seed=5)
+        fit(lambda: MODELS["gru"][1](cfg), task, TrainConfig(epochs=2, lr=1e-2, max_steps_per_epoch=3, seed=5),
+            out, meta, device="cpu", **kw)
+
+    run(tmp_path / "full")
+    run(tmp_path / "part", stop_after_epoch=1)
+    assert load_checkpoint(tmp_path / "part" / "last.ckpt").train_state["epoch"] == 0  # stopped after epoch 1
+    run(tmp_path / "part", resume=True)
+    a = load_checkpoint(tmp_path / "full" / "last.ckpt").state_dict
+    b = load_checkpoint(tmp_path / "part" / "last.ckpt").state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a)
