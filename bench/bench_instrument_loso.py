@@ -137,9 +137,9 @@ def table(cache: Path) -> str:
         acc = {r["held_out"]: r["accuracy"] for r in rows if (r["model"], r["recipe"]) == key}
         vals = [acc.get(h, math.nan) for h in held]
         done = [v for v in vals if not math.isnan(v)]
-        mean = sum(done) / len(done) if len(done) == len(held) else math.nan
         cells = " | ".join("-" if math.isnan(v) else f"{v:.3f}" for v in vals)
-        lines.append(f"| {key[0]} | {key[1]} | {cells} | {mean:.3f} | {min(done):.3f} |")
+        partial = "" if len(done) == len(held) else f" ({len(done)} of {len(held)} folds)"
+        lines.append(f"| {key[0]} | {key[1]} | {cells} | {sum(done) / len(done):.3f}{partial} | {min(done):.3f}{partial} |")
     return "\n".join(lines)
 
 

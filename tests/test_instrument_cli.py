@@ -212,6 +212,7 @@ def test_data_command_names_a_missing_soundfont(tmp_path):
     assert not (tmp_path / "ns").exists()
 
 
+@pytest.mark.slow  # renders with FluidSynth (test_render_from_soundfont covers the renderer by default)
 def test_data_command_renders_and_packs(tmp_path):
     import shutil
 
