@@ -139,7 +139,8 @@ def table(cache: Path) -> str:
         done = [v for v in vals if not math.isnan(v)]
         cells = " | ".join("-" if math.isnan(v) else f"{v:.3f}" for v in vals)
         partial = "" if len(done) == len(held) else f" ({len(done)} of {len(held)} folds)"
-        lines.append(f"| {key[0]} | {key[1]} | {cells} | {sum(done) / len(done):.3f}{partial} | {min(done):.3f}{partial} |")
+        mean, worst = f"{sum(done) / len(done):.3f}{partial}", f"{min(done):.3f}{partial}"
+        lines.append(f"| {key[0]} | {key[1]} | {cells} | {mean} | {worst} |")
     return "\n".join(lines)
 
 
