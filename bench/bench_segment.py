@@ -14,6 +14,10 @@
    --max-steps-per-epoch N`` (data loading, training, evaluation of the embedded valid split, checkpoints),
    default vs ``--no-amp``: wall-clock seconds and their ratio.
 
+``--layouts`` instead compares the memory layouts in plain fp32 (channels-first vs channels-last, the same
+weights, CPU time per call so other processes' load counts less): inference at 4 x 3 x size x size under
+``inference_mode`` and a training step at ``batch x 3 x size x size``.
+
 ``--forced-bf16`` adds the bf16 path forced on a CPU without native bf16 (``SONGKIT_CPU_BF16=1``), to
 show what the run-time detection avoids. The first line says whether this CPU has native bf16.
 """
@@ -37,7 +41,7 @@ from songkit.core.device import amp_dtype, autocast, cpu_supports_bf16, place_mo
 from songkit.tasks.segment.model import MODELS, count_parameters
 
 
-def best_of_interleaved(fns: dict, repeats: int) -> dict[str, float]:
+def best_of_interleaved(fns: dict, repeats: int, clock=time.perf_counter) -> dict[str, float]:
     """Best time of each function over ``repeats`` rounds, the variants taking turns in every round
     (one warm-up run each first: allocations, oneDNN kernel selection)."""
     for fn in fns.values():
@@ -45,9 +49,9 @@ def best_of_interleaved(fns: dict, repeats: int) -> dict[str, float]:
     best = {name: float("inf") for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t = clock()
             fn()
-            best[name] = min(best[name], time.perf_counter() - t)
+            best[name] = min(best[name], clock() - t)
     return best
 
 
@@ -109,6 +113,40 @@ def _env(**values):
             detect.cache_clear()
 
 
+def bench_layouts(name: str, size: int, batch: int, repeats: int) -> dict:
+    """fp32 images/s of inference (batch 4) and of a training step, channels-first vs channels-last."""
+    cfg_cls, module = MODELS[name]
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, size, size)  # (B, 3, S, S)
+    y = torch.randint(0, 21, (batch, size, size))  # (B, S, S)
+    row: dict = {"model": name}
+    for mode in ("infer", "train"):
+        fns = {}
+        for layout in ("first", "last"):
+            torch.manual_seed(0)
+            model = module(cfg_cls()).train(mode == "train")
+            if layout == "last":
+                model = model.to(memory_format=torch.channels_last)
+            if mode == "infer":
+                def fn(model=model):
+                    with torch.inference_mode():
+                        model(x[:4])
+            else:
+                opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+                def fn(model=model, opt=opt):
+                    loss = F.cross_entropy(model(x), y, ignore_index=255)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            fns[layout] = fn
+        times = best_of_interleaved(fns, repeats, clock=time.process_time)
+        images = 4 if mode == "infer" else batch
+        row[f"{mode}_first"], row[f"{mode}_last"] = images / times["first"], images / times["last"]
+        row[f"{mode}_ratio"] = times["first"] / times["last"]
+    return row
+
+
 def bench_command(steps: int, extra_env: dict | None = None) -> dict:
     """Wall-clock seconds of the whole `songkit train segment` command, default vs --no-amp."""
     env = {**os.environ, **(extra_env or {})}
@@ -140,6 +178,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--command-steps", type=int, default=3, help="steps of the whole-command run (0: skip it)")
     ap.add_argument("--forced-bf16", action="store_true", help="also force bf16 on a CPU without it")
+    ap.add_argument("--layouts", action="store_true", help="fp32 channels-first vs channels-last instead")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     native = cpu_supports_bf16()
@@ -150,6 +189,13 @@ def main() -> None:
     for name in a.models.split(","):
         if name not in MODELS:
             raise SystemExit(f"bench_segment: unknown model {name!r} (known: {', '.join(MODELS)})")
+        if a.layouts:
+            row = bench_layouts(name, a.size, a.batch_size, a.repeats)
+            print(json.dumps(row) if a.json else (
+                f"{name:<14} fp32 inference: channels-first {row['infer_first']:.2f}, channels-last "
+                f"{row['infer_last']:.2f} images/s ({row['infer_ratio']:.2f}x); training: {row['train_first']:.2f}, "
+                f"{row['train_last']:.2f} ({row['train_ratio']:.2f}x)"), flush=True)
+            continue
         row = bench_model(name, a.size, a.batch_size, a.repeats, a.forced_bf16)
         if a.json:
             print(json.dumps(row), flush=True)
@@ -160,7 +206,7 @@ def main() -> None:
         if "forced_bf16_images_per_s" in row:
             line += f"  forced bf16 {row['forced_bf16_images_per_s']:6.2f} img/s"
         print(line, flush=True)
-    if a.command_steps:
+    if a.command_steps and not a.layouts:
         row = bench_command(a.command_steps)
         print(json.dumps(row) if a.json else (
             f"{row['command']}: default {row['default_seconds']:.1f} s, --no-amp {row['no_amp_seconds']:.1f} s, "
