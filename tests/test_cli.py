@@ -272,9 +272,6 @@ def test_every_library_the_code_imports_is_declared():
     distribution = {"PIL": "pillow", "fluidsynth": "pyfluidsynth"}  # import name -> package name
     # core/errors.py imports click only under an old typer, which depends on click itself
     provided = {"src/songkit/core/errors.py": {"click"}}
-    # cli/options.py still imports the click package (its context is None under typer 0.29): the lead moves it to
-    # core.errors.get_current_context/ParameterSource, then this entry goes
-    provided["src/songkit/cli/options.py"] = {"click"}
     missing = []
     for path in sorted((root / "src" / "songkit").rglob("*.py")):
         rel = str(path.relative_to(root))

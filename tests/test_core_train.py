@@ -6,11 +6,11 @@ import signal
 
 import pytest
 import torch
+from toy import META, Keep, ToyTask, make_model
 
 from songkit.core.checkpoint import load_checkpoint
 from songkit.core.errors import UserError
 from songkit.core.train import TrainConfig, TrainRun, fit, lr_at, prepare_run_folder
-from toy import META, Keep, ToyTask, make_model
 
 
 def _weights(path):
@@ -68,7 +68,7 @@ def test_resume_equals_uninterrupted(tmp_path, schedule, optimizer):
 def test_resume_repairs_metrics_left_behind_by_a_kill(tmp_path):
     fit(make_model, ToyTask(), TrainConfig(epochs=3), tmp_path, META, device="cpu")
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')  # as if killed before metrics were replaced
-    (tmp_path / ".last.ckpt.abc123.tmp").write_bytes(b"half a checkpoint")  # a killed atomic write
+    (tmp_path / ".last.ckpt.abcd1234.tmp").write_bytes(b"half a checkpoint")  # a killed atomic write
     run = TrainRun(out=tmp_path, epochs=3, resume=True)
     assert prepare_run_folder(run, {}) is False  # finished: nothing to do
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3

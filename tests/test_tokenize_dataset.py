@@ -123,8 +123,6 @@ def test_train_and_eval_from_a_dataset_folder(folder, tmp_path):
     assert from_ds["encoding"] == "cp" and from_ds["songs"] == 4
 
 
-@pytest.mark.xfail(reason="core: train_options reads click's context, but typer vendors its own click, so "
-                   "run.explicit is always empty (reported to the lead)", strict=False)
 def test_typed_encoding_other_than_the_datasets_is_refused(folder, tmp_path):
     run("tokenize", folder, "-e", "cp", "--dataset", tmp_path / "ds")
     r = run("train", "tokenize", "--data", tmp_path / "ds", "--encoding", "nb", "--epochs", "1",

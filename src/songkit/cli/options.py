@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -87,14 +88,13 @@ def train_options(**defaults: Any) -> Callable:
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
-            import click
-
             from songkit.core.data import default_workers
+            from songkit.core.errors import ParameterSource, get_current_context
 
-            ctx = click.get_current_context(silent=True)
+            ctx = get_current_context(silent=True)
             typed = frozenset(
                 n for n in [*names, *kwargs] if ctx is not None and ctx.get_parameter_source(n) in (
-                    click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+                    ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
             )
             shared_values = {n: kwargs.pop(n) for n in names}
             if shared_values["workers"] is None:

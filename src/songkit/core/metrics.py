@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class ConfusionMatrix:
@@ -34,7 +34,7 @@ class ConfusionMatrix:
         counts = torch.bincount(idx, minlength=self.num_classes**2)
         self.mat += counts.reshape(self.num_classes, self.num_classes).cpu()
 
-    def merge(self, other: "ConfusionMatrix") -> None:
+    def merge(self, other: ConfusionMatrix) -> None:
         self.mat += other.mat
 
     def reduce_from_all_processes(self) -> None:

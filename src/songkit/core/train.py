@@ -28,9 +28,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from songkit.core.errors import UserError
 from songkit.core.progress import log, make_progress, show_bars
@@ -365,13 +366,10 @@ def sync_run_files(out: Path, history: list[dict]) -> None:
 
 
 def _clean_stale_temps(out: Path) -> None:
-    """Remove temp files of killed atomic writes (songkit's own ``.NAME.*.tmp`` naming)."""
-    import contextlib
+    """Remove temp files of killed atomic writes of the run's files (songkit's own naming)."""
+    from songkit.core.io import clean_stale_temps
 
-    for name in RUN_FILES:
-        for tmp in out.glob(f".{name}.*.tmp"):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+    clean_stale_temps(out, RUN_FILES)
 
 
 # ---------------------------------------------------------------- run folders and --resume
