@@ -25,7 +25,7 @@ Q:1/4=120
 K:Dmix
 (3DEF G2 A>B|c2 d2 !trill!e2|]
 """
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+FAST = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 SLOW = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
