@@ -182,7 +182,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     native = cpu_supports_bf16()
-    print(f"segment training throughput, {a.batch_size} x 3 x {a.size} x {a.size}, {torch.get_num_threads()} threads, "
+    what = "fp32 layouts" if a.layouts else "training throughput"
+    print(f"segment {what}, {a.batch_size} x 3 x {a.size} x {a.size}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; native bf16 on this CPU: {native} "
           f"(default path = {'bf16 autocast + channels-last' if native else 'plain fp32, the same as --no-amp'})",
           flush=True)
