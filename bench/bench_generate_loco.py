@@ -61,7 +61,7 @@ def run_one(recipe: str, collection: str, out: Path, args) -> dict:
     shared, own = RECIPES[recipe]
     data = None if collection == RANDOM else embedded_corpus_files(exclude=[collection])
     run = TrainRun(**{"out": out, "epochs": args.epochs, "max_steps_per_epoch": args.steps,
-                      "batch_size": args.batch_size, "lr": 3e-3, "warmup_steps": 50, "device": "cpu", "seed": 0,
+                      "batch_size": args.batch_size, "lr": 3e-3, "warmup_steps": 50, "device": "cpu", "seed": args.seed,
                       "workers": 0, "force": True, **shared})
     last = out / "last.ckpt"
     if last.exists() and len(load_checkpoint(last).history) == args.epochs:  # trained; scoring had failed
@@ -74,13 +74,18 @@ def run_one(recipe: str, collection: str, out: Path, args) -> dict:
     return {"recipe": recipe, "held_out": collection, "bits_per_char": round(scored["bits_per_char"], 4),
             "oov_share": round(scored["oov_share"], 5), "tunes": scored["tunes"],
             "characters": scored["characters"], "val_bpc": round(history[-1]["val_bpc"], 4),
-            "steps": args.epochs * args.steps, "batch_size": args.batch_size, "train_seconds": round(seconds)}
+            "steps": args.epochs * args.steps, "batch_size": args.batch_size, "seed": args.seed,
+            "train_seconds": round(seconds)}
 
 
 def table(rows: list[dict]) -> str:
     """A markdown table: one row per recipe, one column per held-out collection, their mean, random."""
-    recipes = list(dict.fromkeys(r["recipe"] for r in rows))
-    by = {(r["recipe"], r["held_out"]): r["bits_per_char"] for r in rows}
+    def name(r: dict) -> str:
+        return r["recipe"] + (f" (seed {r['seed']})" if r.get("seed") else "")
+
+    recipes = list(dict.fromkeys(name(r) for r in rows))
+    by = {(name(r), r["held_out"]): r["bits_per_char"] for r in rows}
+    recipes = [r for r in recipes if any((r, c) in by for c in COLLECTIONS)]
     lines = ["| recipe | " + " | ".join(COLLECTIONS) + " | LOCO mean | random held-out |",
              "|---" * (len(COLLECTIONS) + 3) + "|"]
     for recipe in recipes:
@@ -100,16 +105,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150, help="steps per epoch")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--eval-tunes", type=int, default=500, help="held-out tunes scored per collection")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (runs of other seeds go to OUT/seedN)")
     args = ap.parse_args()
     results = args.out / "results.jsonl"
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     for recipe in args.recipe or ["old"]:
         for collection in args.held_out or [*COLLECTIONS, RANDOM]:
-            same = [r for r in done if (r["recipe"], r["held_out"], r["steps"], r["batch_size"]) ==
-                    (recipe, collection, args.epochs * args.steps, args.batch_size)]
+            same = [r for r in done if (r["recipe"], r["held_out"], r["steps"], r["batch_size"], r.get("seed", 0)) ==
+                    (recipe, collection, args.epochs * args.steps, args.batch_size, args.seed)]
             if same:
                 continue
-            row = run_one(recipe, collection, args.out / recipe / collection, args)
+            folder = args.out / (f"seed{args.seed}" if args.seed else "") / recipe / collection
+            row = run_one(recipe, collection, folder, args)
             done.append(row)
             args.out.mkdir(parents=True, exist_ok=True)
             with results.open("a") as f:
