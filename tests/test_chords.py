@@ -537,3 +537,25 @@ def test_data_chords_pop909_errors(tmp_path):
     r = runner.invoke(app, ["data", "chords", "--pop909", str(root), "--soundfont", str(tmp_path / "none.sf2"),
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+
+
+def test_beat_synchronous_decoding_gives_one_chord_per_beat(tmp_path):
+    lp = np.log(np.full((40, 25), 0.01))
+    lp[:20, 3], lp[20:, 15] = np.log(0.7), np.log(0.7)
+    lp[5:8, 9] = np.log(0.9)  # a 3-frame blip inside the first beat span
+    frame = 0.1
+    path = hmm.beat_sync_decode(lp, [0.0, 1.0, 2.0, 3.0], frame, self_prob=0.6)
+    assert path.shape == (40,) and (path[:20] == 3).all() and (path[20:] == 15).all()
+    # a chord change inside a beat moves to the beat boundary
+    lp2 = lp.copy()
+    lp2[:, :] = np.log(0.01)
+    lp2[:13, 3], lp2[13:, 15] = np.log(0.7), np.log(0.7)
+    path = hmm.beat_sync_decode(lp2, [0.0, 1.0, 2.0, 3.0], frame, self_prob=0.6)
+    assert set(np.nonzero(np.diff(path))[0] + 1) <= {10, 20, 30}
+    (tmp_path / "x.beats").write_text("0.5 1 1\n1.0\n\nabc\n")
+    with pytest.raises(UserError, match=r"x\.beats:4"):
+        data.read_beats(tmp_path / "x.beats")
+    wav = tmp_path / "y.wav"
+    sf.write(wav, np.zeros(22050, dtype=np.float32), 22050)
+    r = runner.invoke(app, ["chords", str(wav), "--beats"])
+    assert r.exit_code == 2 and "y.beats: no such file" in r.output

@@ -40,6 +40,8 @@ def chords(
         "--window", min=0, metavar="FRAMES",
         help="Frames per batched window (0: each song whole at batch 1, the slow reference).")] = 1024,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
+    beats: Annotated[bool, typer.Option(
+        "--beats", help="Beat-synchronous: one chord per beat, beat times from INPUT.beats beside it.")] = False,
     json_out: Json = False,
     device: Device = "auto",
 ) -> None:
@@ -54,9 +56,18 @@ def chords(
     from songkit.tasks.chords.labels import format_lab
 
     targets = _outputs(inputs, out, ".json" if json_out else ".lab", force)
+    beat_times = None
+    if beats:
+        from songkit.core.errors import UserError
+        from songkit.tasks.chords.data import read_beats
+
+        if any(str(p) == "-" for p in inputs):
+            raise UserError("--beats reads INPUT.beats beside each input: not with stdin")
+        beat_times = [read_beats(p.with_suffix(".beats")) if p.with_suffix(".beats").is_file() else
+                      _no_beats(p) for p in inputs]
     with contextlib.ExitStack() as stack:  # every input checked (and stdin copied) before the model loads
         paths = [stack.enter_context(input_file(p)) for p in inputs]
-        results = recognise(paths, checkpoint, resolve_device(device), self_prob, window=window)
+        results = recognise(paths, checkpoint, resolve_device(device), self_prob, window=window, beats=beat_times)
     for p, target, seg in zip(inputs, targets, results):
         if json_out:
             record = {"input": str(p), "segments": [
@@ -72,6 +83,12 @@ def chords(
                 f.write(text)
         else:
             atomic_write_text(target, text)
+
+
+def _no_beats(p: Path):
+    from songkit.core.errors import UserError
+
+    raise UserError(f"{p.with_suffix('.beats')}: no such file (--beats needs beat times beside the input)")
 
 
 def _outputs(inputs: list[Path], out: Path | None, suffix: str, force: bool) -> list:
@@ -125,6 +142,8 @@ def eval_chords(
     folds: Folds = 0,
     fold: Fold = 0,
     limit: Limit = 0,
+    beats: Annotated[bool, typer.Option(
+        "--beats", help="Beat-synchronous decoding with the .beats file beside each audio file.")] = False,
     json_out: Json = False,
     device: Device = "auto",
 ) -> None:
@@ -151,7 +170,7 @@ def eval_chords(
     from songkit.tasks.chords.constants import VOCAB
     from songkit.tasks.chords.evaluate import evaluate
 
-    res = evaluate(checkpoint, data, split, resolve_device(device), self_prob, template, folds, fold, limit)
+    res = evaluate(checkpoint, data, split, resolve_device(device), self_prob, template, folds, fold, limit, beats)
     cm = res.pop("confusion")
     if confusion:
         from songkit.core.plots import confusion_png

@@ -34,6 +34,7 @@ class Song:
     labels: object  # (T,) int64 majmin classes, IGNORE where unscored
     ref: Annotation
     duration: float
+    beats: object = None  # beat times (s) from a ``.beats`` file beside the audio, or None
 
 
 def _cached_arrays(kind: str, name: str, source: Path, compute, salt: str = "") -> dict:
@@ -124,6 +125,32 @@ def read_bothchroma(path: str | Path):
     return arr[:, 0], arr[:, 1:].astype(np.float32)
 
 
+def read_beats(path: str | Path):
+    """Beat times (s) from a text file: the first number of each line (POP909's ``beat_midi.txt`` or the
+    ``.beats`` files ``data chords --pop909`` writes); a bad line is an error naming it."""
+    import math
+
+    import numpy as np
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise UserError(f"{p}: not a readable beats file ({type(e).__name__})") from None
+    times = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            t = float(line.split()[0])
+        except ValueError:
+            raise UserError(f"{p}:{n}: not a beat time: {line.strip()[:40]!r}") from None
+        if not math.isfinite(t) or t < 0:
+            raise UserError(f"{p}:{n}: bad beat time {t}")
+        times.append(t)
+    return np.asarray(times, dtype=np.float64)
+
+
 def _song_from_frames(name, times, chroma, ref: Annotation, duration=None) -> Song:
     labels = frame_labels(ref, times)
     dur = float(duration if duration is not None else max(ref.intervals.max(), times[-1] + C.FRAME_SECONDS))
@@ -199,6 +226,7 @@ def load_audio_folder(root: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fo
         chroma, duration = z["chroma"], float(z["duration"])
         times = np.arange(len(chroma)) * (cfg.hop_length / cfg.sample_rate)
         songs.append(_song_from_frames(a.stem, times, chroma, ref, duration))
+        songs[-1].beats = read_beats(a.with_suffix(".beats")) if a.with_suffix(".beats").is_file() else None
     return songs
 
 

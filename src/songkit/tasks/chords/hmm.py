@@ -14,6 +14,8 @@ import numpy as np
 
 from songkit.tasks.chords import constants as C
 
+BEAT_SELF_PROB = 0.6  # chance a chord lasts into the next beat (pop chords last ~2-4 beats)
+
 
 def viterbi(log_probs, self_prob: float = C.SELF_PROB, transitions=None) -> np.ndarray:
     """Most likely class path: ``(T, K)`` log-probs -> ``(T,)`` classes.
@@ -118,6 +120,25 @@ def viterbi_many(log_probs: list, self_prob: float = C.SELF_PROB, transitions=No
                 path[t - 1] = back[t, b, path[t]]
         paths.append(path)
     return paths
+
+
+def beat_segments(beat_times, frame_seconds: float, T: int) -> np.ndarray:
+    """Frame index where each beat-synchronous segment starts: 0, then the frame of each beat (within 1..T-1)."""
+    starts = np.round(np.asarray(beat_times, dtype=np.float64) / frame_seconds).astype(np.int64)
+    return np.unique(np.concatenate([[0], starts[(starts > 0) & (starts < T)]]))
+
+
+def beat_sync_decode(log_probs, beat_times, frame_seconds: float, self_prob: float = BEAT_SELF_PROB) -> np.ndarray:
+    """Beat-synchronous decoding: frame log-probabilities ``(T, K)`` averaged between consecutive beats,
+    Viterbi over the beats (one chord per beat), each beat's chord spread back over its frames ``(T,)``."""
+    lp = np.asarray(log_probs, dtype=np.float64)
+    T = len(lp)
+    if T == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = beat_segments(beat_times, frame_seconds, T)
+    pooled = np.add.reduceat(lp, starts, axis=0) / np.diff(np.append(starts, T))[:, None]  # (beats, K)
+    per_beat = viterbi(pooled, self_prob)
+    return np.repeat(per_beat, np.diff(np.append(starts, T)))
 
 
 def _quality(k: int) -> int:

@@ -138,11 +138,12 @@ def is_chroma_csv(path: Path) -> bool:
 
 
 def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = None, workers: int = 2,
-              window: int = C.WINDOW_FRAMES) -> list[Annotation]:
+              window: int = C.WINDOW_FRAMES, beats: list | None = None) -> list[Annotation]:
     """Chord segments of every input file (audio or Chordino CSV), all songs in one batched pass.
 
     Inputs are read and turned into chroma in ``workers`` threads (decoding and the STFT release the GIL)
-    before the model runs, so a bad file fails before any work is spent on the model.
+    before the model runs, so a bad file fails before any work is spent on the model. ``beats``: beat
+    times per input for beat-synchronous decoding (``hmm.beat_sync_decode``).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -152,5 +153,13 @@ def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = No
     cfg = MODELS[ck.model][0](**ck.config) if not hasattr(model, "cfg") else model.cfg
     with ThreadPoolExecutor(max(1, workers)) as pool:
         feats = list(pool.map(lambda p: input_chroma(p, cfg, device), paths))
-    classes = predict_classes(model, cfg, [c for c, _ in feats], device, self_prob, window=window)
+    if beats is not None:
+        from songkit.tasks.chords.hmm import BEAT_SELF_PROB, beat_sync_decode
+
+        log_probs = song_log_probs(model, [c for c, _ in feats], device, window=window)
+        frame = cfg.hop_length / cfg.sample_rate
+        classes = [beat_sync_decode(lp, b, frame, BEAT_SELF_PROB if self_prob is None else self_prob)
+                   for lp, b in zip(log_probs, beats)]
+    else:
+        classes = predict_classes(model, cfg, [c for c, _ in feats], device, self_prob, window=window)
     return [segments(k, cfg, d) for k, (_, d) in zip(classes, feats)]

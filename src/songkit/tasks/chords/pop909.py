@@ -49,21 +49,6 @@ def chord_lab(song: Path) -> str:
     return format_lab(ann.intervals, ann.labels)
 
 
-def beat_times(song: Path) -> list[float]:
-    """Beat times (s) from ``beat_midi.txt`` (first column)."""
-    path = song / "beat_midi.txt"
-    if not path.is_file():
-        return []
-    times = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if line.strip():
-            try:
-                times.append(float(line.split()[0]))
-            except ValueError:
-                raise UserError(f"{path}:{n}: not a beat time: {line.strip()[:40]!r}") from None
-    return times
-
-
 def render_song(midi: Path, soundfont: Path, programs: tuple, out_wav: Path) -> None:
     """Render one MIDI file with FluidSynth after setting its tracks' programs."""
     import symusic
@@ -88,7 +73,7 @@ def render_dataset(pop909: Path, soundfonts: list[Path], out: Path, limit: int =
 
     from songkit.core.io import atomic_write_text
     from songkit.core.progress import track
-    from songkit.tasks.chords.data import split_of
+    from songkit.tasks.chords.data import read_beats, split_of
 
     if shutil.which("fluidsynth") is None:
         raise UserError("fluidsynth: not found (apt-get install fluidsynth fluid-soundfont-gm timgm6mb-soundfont)")
@@ -111,6 +96,8 @@ def render_dataset(pop909: Path, soundfonts: list[Path], out: Path, limit: int =
         peak = float(abs(audio).max()) if len(audio) else 0.0
         sf.write(str(out / f"{song.name}.{fmt}"), audio / max(peak * 1.1, 1e-6), sr)
         atomic_write_text(out / f"{song.name}.lab", lab)
-        atomic_write_text(out / f"{song.name}.beats", "".join(f"{t:.6f}\n" for t in beat_times(song)))
+        if (song / "beat_midi.txt").is_file():
+            beats = read_beats(song / "beat_midi.txt")
+            atomic_write_text(out / f"{song.name}.beats", "".join(f"{t:.6f}\n" for t in beats))
     return out
 
