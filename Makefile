@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install demo test test-slow bench bench-train checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument
+.PHONY: install demo test test-slow bench bench-train checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument loso-instrument
 
 # torch first, pinned: the CPU wheel on disk (an unpinned torch pulls GBs of CUDA packages)
 install:
@@ -51,20 +51,32 @@ loco-generate:
 	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_generate_loco.py --out $(RUNS)/loco --recipe old --recipe ascii \
 		--epochs 3 --steps 100 --eval-tunes 300
 
-# instrument: NSynth-format notes rendered from three Debian General MIDI SoundFonts (needs
-# `pip install -e .[soundfont]` and `apt-get install fluidsynth fluid-soundfont-gm timgm6mb-soundfont
-# musescore-general-soundfont-small`); train cnn2d on TimGM6mb + FluidR3, select on MuseScore's instruments
-# (1,440 train notes; about 15 CPU-minutes on a busy 2-core machine)
+# instrument: NSynth-format notes rendered from every distinct General MIDI SoundFont Debian packages
+# (`pip install -e .[soundfont]`; `apt-get install fluidsynth timgm6mb-soundfont fluid-soundfont-gm
+# musescore-general-soundfont csound-soundfont opl3-soundfont`), one folder per SoundFont split by GM program
+# (about 24,000 notes; 30 minutes on a busy 2-core machine). The shipped default: cnn2d on all five
+# (1,500 random notes, 6 epochs, best epoch on their valid programs; ~45 minutes on a busy machine)
 SF2 ?= /usr/share/sounds/sf2
 SF3 ?= /usr/share/sounds/sf3
+INSTRUMENT_SETS ?= $(RUNS)/instrument-sets
+INSTRUMENT_SF = TimGM6mb FluidR3_GM MuseScore_General_HQ csound_GMbank OPL3_FM
 data-instrument:
-	songkit data instrument --out $(RUNS)/nsynth-3sf --soundfont $(SF2)/TimGM6mb.sf2 --soundfont $(SF2)/FluidR3_GM.sf2 \
-		--soundfont $(SF3)/MuseScore_General_Lite.sf3 --pitch-step 3 --max-notes-per-instrument 8 --seed 1
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_instrument_loso.py render --cache $(INSTRUMENT_SETS)
 
 checkpoint-instrument: data-instrument
-	songkit train instrument --data $(RUNS)/nsynth-3sf --model cnn2d --epochs 10 --augment --seed 0 \
-		--out $(RUNS)/instrument-default > $(RUNS)/instrument-default.log 2>&1 || (tail -5 $(RUNS)/instrument-default.log; exit 1)
+	OMP_NUM_THREADS=1 songkit train instrument $(foreach s,$(INSTRUMENT_SF),--data $(INSTRUMENT_SETS)/$(s)) \
+		--model cnn2d --limit 1500 --epochs 6 --seed 0 --workers 0 --force --out $(RUNS)/instrument-default \
+		> $(RUNS)/instrument-default.log 2>&1 || (tail -5 $(RUNS)/instrument-default.log; exit 1)
 	cp $(RUNS)/instrument-default/best.ckpt src/songkit/tasks/instrument/weights/default.ckpt
+
+# leave-one-SoundFont-out for every model and recipe of docs/instrument.md (results cached per fold in
+# $(INSTRUMENT_SETS)/results.jsonl; hours on 2 cores: run it in the background)
+LOSO_RUNS = "cnn1d base" "cnn1d all_notes" "cnn1d aug_level" "cnn1d aug_timbre" "cnn1d pcen" "cnn2d base" \
+	"linear base" "lstm base" "samplecnn base" "blstm base"
+loso-instrument: data-instrument
+	for spec in $(LOSO_RUNS); do set -- $$spec; OMP_NUM_THREADS=1 $(PYTHON) bench/bench_instrument_loso.py run \
+		--cache $(INSTRUMENT_SETS) --model $$1 --recipe $$2 --notes 1000 --epochs 3 --test-notes 600 || exit 1; done
+	$(PYTHON) bench/bench_instrument_loso.py table --cache $(INSTRUMENT_SETS)
 
 # the embedded default set (3.6 MB of Ogg Vorbis): TimGM6mb train, FluidR3 valid/test
 embedded-instrument:
@@ -73,7 +85,8 @@ embedded-instrument:
 		--pack src/songkit/tasks/instrument/assets/nsynth-mini.tar
 
 bench-instrument:
-	$(PYTHON) bench/bench_instrument.py
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_instrument.py
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_instrument.py --memory --source $(INSTRUMENT_SETS)/TimGM6mb
 
 # chords: cnn_blstm on the Billboard chroma (when ../shared/datasets/billboard is there) plus 60 rendered
 # Bach chorales (chroma computed from audio, so the default also sees songkit's own audio features);
