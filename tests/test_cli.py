@@ -1,5 +1,6 @@
 """Every task is reachable in every layer, and help never needs torch."""
 
+import re
 import subprocess
 import sys
 
@@ -286,3 +287,24 @@ def test_every_library_the_code_imports_is_declared():
                 if distribution.get(top, top).lower() not in declared:
                     missing.append(f"{rel}: {top}")
     assert not missing, missing
+
+
+def test_help_pages_name_values_not_python_types_and_every_option_has_help():
+    """`--batch-size N`, `INPUT...`: never `<int range>`, `<list[Path]>` or `{INPUT...}...`; no option without help."""
+    from typer.testing import CliRunner
+
+    from songkit.cli import _command, app
+
+    def walk(cmd, path):
+        subs = getattr(cmd, "commands", {})
+        if not subs:
+            out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "100"}).output
+            types = r"<(int|float|str|bool|path|list\[\w+\]|[a-z]+ range)>"
+            assert "Usage" in out and not re.search(types, out) and "{" not in out.splitlines()[0], (path, out)
+            for p in cmd.params:
+                if p.name != "help" and not p.hidden and getattr(p, "param_type_name", "") == "option":
+                    assert (p.help or "").strip(), (path, p.name)
+        for name, sub in subs.items():
+            walk(sub, [*path, name])
+
+    walk(_command(), [])

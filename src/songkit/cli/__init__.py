@@ -25,6 +25,31 @@ from songkit import __version__
 from songkit.core.progress import set_quiet
 from songkit.tasks import TASKS
 
+def _plain_metavars() -> None:
+    """Help pages name values the way Unix help does (``--batch-size N``, ``INPUT...``), not with
+    typer 0.29's Python types (``<int range>``, ``{INPUT...}... <list[Path]>``)."""
+    from typer import core
+
+    def option_value(self, ctx):  # an option's value placeholder: its metavar, else its name
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag or self.count:
+            return None
+        return self.name.upper()
+
+    def argument_usage(self) -> str:
+        name = self.display_name_raw
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+    core.TyperOption.display_type_rich = option_value
+    core.TyperArgument.display_type_rich = lambda self, ctx: None
+    core.TyperArgument._usage_display_name = argument_usage
+
+
+_plain_metavars()
+
 app = typer.Typer(
     name="songkit",
     help="Classic music machine-learning models: train, run and measure them from one CLI.",
