@@ -25,6 +25,7 @@ from songkit import __version__
 from songkit.core.progress import set_quiet
 from songkit.tasks import TASKS
 
+
 def _plain_metavars() -> None:
     """Help pages name values the way Unix help does (``--batch-size N``, ``INPUT...``), not with
     typer 0.29's Python types (``<int range>``, ``{INPUT...}... <list[Path]>``)."""
