@@ -307,7 +307,7 @@ def load_model(path: str | os.PathLike | None, task: str, models: dict, device: 
     except ImportError:  # pragma: no cover - before core.device has it
         def place_model(m, d):
             return m.to(d)
-    return place_model(model, _device(device)).eval(), ck
+    return place_model(model, _device(device), inference=True).eval(), ck
 
 
 def _check_weights_fit(p: Path, ck: Checkpoint, expected: dict) -> None:

@@ -107,15 +107,15 @@ def autocast(device, dtype):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
-def place_model(model, device, amp: bool = True):
-    """Move ``model`` to ``device``; conv nets (class attribute ``channels_last = True``) go
-    channels-last when they run under autocast (``amp_dtype`` not None), the layout the fast bf16/fp16
-    convolution kernels want. In plain fp32 on a CPU without native bf16 channels-last is slower
-    (measured on an AVX2 EPYC: 1.35 s vs 0.95 s per step of a 4-conv stack), so it stays off there.
+def place_model(model, device, amp: bool = True, inference: bool = False):
+    """Move ``model`` to ``device``; conv nets (class attribute ``channels_last = True``) go channels-last
+    under autocast (the layout the fast bf16/fp16 kernels want) and for inference. Plain fp32 training on a
+    CPU without native bf16 stays channels-first: measured on an AVX2 EPYC, channels-last was 0.73-1.01x
+    for training but 1.23-1.50x for inference (bench/bench_segment.py --layouts).
     """
     import torch
 
     model = model.to(device)
-    if getattr(type(model), "channels_last", False) and amp_dtype(device, amp, model) is not None:
+    if getattr(type(model), "channels_last", False) and (inference or amp_dtype(device, amp, model) is not None):
         model = model.to(memory_format=torch.channels_last)
     return model
