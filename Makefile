@@ -94,7 +94,7 @@ bench-instrument:
 BILLBOARD ?= ../shared/datasets/billboard
 checkpoint-chords:
 	mkdir -p $(RUNS)
-	songkit -q data chords --out $(RUNS)/chords-bach --num 60
+	songkit -q data chords --out $(RUNS)/chords-bach --limit 60
 	if [ -d $(BILLBOARD) ]; then DATA="--data $(BILLBOARD) --data $(RUNS)/chords-bach"; else DATA="--data $(RUNS)/chords-bach"; fi; \
 	songkit train chords $$DATA --model cnn_blstm --epochs 6 --max-steps-per-epoch 100 --lr 2e-3 --seed 0 \
 		--out $(RUNS)/chords-default > $(RUNS)/chords-default.log 2>&1 || (tail -5 $(RUNS)/chords-default.log; exit 1)

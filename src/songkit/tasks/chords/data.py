@@ -8,7 +8,7 @@
 
 A song is ``Song(name, chroma (T, 24) raw float32, labels (T,) int64 class ids, ref, duration)``
 with ``ref`` the full reference annotation for the MIREX scores. ``ChromaWindows`` is the training
-``Dataset``: the songs stay in memory (Billboard's 297 songs are ~60 MB of float32), windows are items.
+``Dataset``: the songs stay in memory (Billboard's 297 songs: 1.5 M frames, ~140 MB of float32), windows are items.
 """
 
 from __future__ import annotations
