@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install demo test test-slow bench bench-train checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument loso-instrument
+.PHONY: install demo test test-slow lint fuzz-long cv-chords bench bench-train checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument loso-instrument
 
 # torch first, pinned: the CPU wheel on disk (an unpinned torch pulls GBs of CUDA packages)
 install:
@@ -102,9 +102,22 @@ checkpoint-chords:
 
 bench-chords: bench-deps
 	$(PYTHON) bench/bench_chords.py
+	$(PYTHON) bench/bench_chords_library.py
+
+# 5-fold song-level cross-validation over the shared Billboard songs (the headline of docs/chords.md)
+cv-chords:
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_chords_cv.py --data $(BILLBOARD) --models cnn_blstm blstm --epochs 3 \
+		--steps 50 --out $(RUNS)/chords-cv
 
 clean:
 	rm -rf $(RUNS) .pytest_cache
+
+lint: install
+	$(PYTHON) -m ruff check src tests bench
+
+# the fuzz tests with many more cases than the default run
+fuzz-long: install
+	SONGKIT_FUZZ_SLOW_EXAMPLES=5000 $(PYTHON) -m pytest -m slow -k fuzz
 
 # tokenize: NB + GRU on the Bach chorales (the embedded default: music21's MusicXML, converted once to
 # MIDI in $$SONGKIT_HOME or ~/.cache/songkit); ~4 CPU-minutes with the conversion
