@@ -106,8 +106,10 @@ bench-chords: bench-deps
 
 # 5-fold song-level cross-validation over the shared Billboard songs (the headline of docs/chords.md)
 cv-chords:
-	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_chords_cv.py --data $(BILLBOARD) --models cnn_blstm blstm --epochs 3 \
-		--steps 50 --out $(RUNS)/chords-cv
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_chords_cv.py --data $(BILLBOARD) --models blstm --epochs 6 --steps 100 \
+		--out $(RUNS)/chords-cv/blstm
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_chords_cv.py --data $(BILLBOARD) --models cnn_blstm --epochs 3 --steps 50 \
+		--out $(RUNS)/chords-cv/cnn
 
 clean:
 	rm -rf $(RUNS) .pytest_cache
