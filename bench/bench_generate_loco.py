@@ -28,9 +28,9 @@ RANDOM = "random"  # the whole corpus, scored on the standard validation split
 # name -> (shared training options, task options): each differs from "old" in what its name says
 RECIPES = {
     "old": ({}, {"vocab": "corpus"}),  # the shipped recipe's model and vocabulary
-    "ascii": ({}, {}),  # every printable ASCII character in the vocabulary
-    "ascii-reg": ({"weight_decay": 0.1}, {"dropout": 0.3}),
-    "ascii-wide": ({}, {"hidden_size": 384}),
+    "ascii": ({}, {"vocab": "ascii"}),  # every printable ASCII character in the vocabulary
+    "ascii-reg": ({"weight_decay": 0.1}, {"vocab": "ascii", "dropout": 0.3}),
+    "ascii-wide": ({}, {"vocab": "ascii", "hidden_size": 384}),
 }
 
 

@@ -154,7 +154,7 @@ def train_generate(
             metavar="ascii|corpus",
             help=f"{' | '.join(VOCABS)}: every printable ASCII character, or the characters of the training tunes.",
         ),
-    ] = "ascii",
+    ] = "corpus",
     limit: Annotated[int, typer.Option("--limit", metavar="N", min=0, help="Use only the first N tunes (0: all).")] = 0,
     init: Annotated[
         str | None,

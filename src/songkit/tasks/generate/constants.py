@@ -47,6 +47,6 @@ class TrainOptions:
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.2
-    vocab: str = "ascii"
+    vocab: str = "corpus"  # ascii measured no better (docs/generate.md, leave-one-collection-out)
     limit: int = 0  # use only the first N tunes (0: all)
     init: str | None = None  # "default" or a generate checkpoint to fine-tune
