@@ -7,14 +7,7 @@ from typing import Annotated
 
 import typer
 
-from songkit.cli.options import (
-    Checkpoint,
-    Device,
-    Json,
-    TrainRun,
-    start_training,
-    train_options,
-)
+from songkit.cli.options import Checkpoint, Device, Json, TrainRun, start_training, train_options
 from songkit.tasks.chords.constants import DEFAULT_MODEL, MODEL_NAMES, TrainOptions
 
 SelfProb = Annotated[float | None, typer.Option(

@@ -7,14 +7,7 @@ from typing import Annotated
 
 import typer
 
-from songkit.cli.options import (
-    Checkpoint,
-    Device,
-    Json,
-    TrainRun,
-    start_training,
-    train_options,
-)
+from songkit.cli.options import Checkpoint, Device, Json, TrainRun, start_training, train_options
 from songkit.tasks.generate.constants import (
     ABC_SUFFIXES,
     DEFAULT_MODEL,

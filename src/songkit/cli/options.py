@@ -61,8 +61,9 @@ def train_options(**defaults: Any) -> Callable:
             "--clip-grad", min=0.0, help="Clip the global gradient norm (0: off).")]),
         P("patience", P.KEYWORD_ONLY, default=d["patience"], annotation=Annotated[int, typer.Option(
             "--patience", min=0, help="Early stopping after this many epochs without improvement (0: off).")]),
-        P("max_steps_per_epoch", P.KEYWORD_ONLY, default=d["max_steps_per_epoch"], annotation=Annotated[int, typer.Option(
-            "--max-steps-per-epoch", min=0, help="Cap the steps per epoch (0: a full pass).")]),
+        P("max_steps_per_epoch", P.KEYWORD_ONLY, default=d["max_steps_per_epoch"],
+          annotation=Annotated[int, typer.Option(
+              "--max-steps-per-epoch", min=0, help="Cap the steps per epoch (0: a full pass).")]),
         P("amp", P.KEYWORD_ONLY, default=d["amp"], annotation=Annotated[bool, typer.Option(
             "--amp/--no-amp", help="Mixed precision where it pays: bf16 on CPUs with AMX/AVX512-BF16 and on CUDA "
             "(fp16 where bf16 is missing); --no-amp: plain fp32.")]),

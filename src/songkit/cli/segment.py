@@ -10,14 +10,7 @@ from typing import Annotated
 
 import typer
 
-from songkit.cli.options import (
-    Checkpoint,
-    Device,
-    Json,
-    TrainRun,
-    start_training,
-    train_options,
-)
+from songkit.cli.options import Checkpoint, Device, Json, TrainRun, start_training, train_options
 from songkit.tasks.segment.constants import (
     CLASS_WEIGHTS_HELP,
     DEFAULT_MODEL,
