@@ -7,6 +7,7 @@ import torch
 
 from songkit.core import data as core_data
 from songkit.core.device import amp_dtype, autocast, cpu_supports_bf16, place_model
+from songkit.core.errors import UserError
 
 
 def test_loader_order_is_a_function_of_seed_and_epoch():
@@ -79,3 +80,14 @@ def test_precision_follows_the_hardware():
 
 def test_default_workers_bounded():
     assert 0 <= core_data.default_workers() <= min(4, os.cpu_count() or 1)
+
+
+class _BadNotes(torch.utils.data.Dataset):
+    def __len__(self): return 4
+    def __getitem__(self, i):
+        raise UserError(f"note{i}.wav: not a WAV file")
+
+def test_user_error_from_a_worker_is_the_original_line():
+    with pytest.raises(UserError) as e:
+        list(core_data.make_loader(_BadNotes(), batch_size=2, shuffle=False, seed=0, workers=1))
+    assert e.value.format_message() == "note0.wav: not a WAV file"

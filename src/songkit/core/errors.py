@@ -31,10 +31,20 @@ class UserError(ClickException):
     exit_code = 2
 
     def __init__(self, message: str) -> None:
-        super().__init__(one_line(message))
+        super().__init__(one_line(_from_worker(str(message))))
 
     def show(self, file=None) -> None:  # noqa: D102 - click API
         print(f"songkit: error: {self.format_message()}", file=file or sys.stderr)
+
+
+def _from_worker(message: str) -> str:
+    """A UserError raised in a DataLoader worker comes back as "Caught UserError in DataLoader worker
+    process N. Original Traceback ...": keep only the original message (its traceback's last line)."""
+    if not (message.startswith("Caught ") and "Original Traceback" in message):
+        return message
+    last = [line for line in message.strip().splitlines() if line.strip()][-1]
+    prefix = "UserError: "
+    return last.split(prefix, 1)[1] if prefix in last else last
 
 
 def one_line(text: str) -> str:
