@@ -212,3 +212,17 @@ def test_broken_pipe_is_quiet(tmp_path):
     proc = subprocess.run(f"{sys.executable} -m songkit generate -c {tiny} -n 64 --max-chars 300 "
                           "--seed 0 | head -c 10", shell=True, check=False, capture_output=True, text=True, timeout=120)
     assert len(proc.stdout) == 10 and proc.stderr == ""
+
+
+def test_data_generate_writes_the_split_training_reads_and_never_replaces_silently(tmp_path):
+    from songkit.tasks.generate.data import read_tunes
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["data", "generate", "--out", str(tmp_path), "--limit", "40"])
+    assert r.exit_code == 0, r.output
+    train, valid = read_tunes([tmp_path / "train.abc"]), read_tunes([tmp_path / "valid.abc"])
+    assert (len(train), len(valid)) == (38, 2)  # the 5% validation split of train generate
+    before = (tmp_path / "train.abc").read_bytes()
+    r = runner.invoke(app, ["data", "generate", "--out", str(tmp_path), "--limit", "10"])
+    assert r.exit_code == 2 and "exists (--force replaces it)" in r.output
+    assert (tmp_path / "train.abc").read_bytes() == before

@@ -250,7 +250,22 @@ def eval_generate(
         )
 
 
+def data_generate(
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for train.abc and valid.abc.")] = Path(
+        "data/abc-corpus"),
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=0, help="Only the first N tunes (0: all).")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace train.abc/valid.abc that already exist.")] = False,
+) -> None:
+    """Write the embedded ABC corpus (music21's ~13,000 tunes) as train.abc and valid.abc, ready for --data."""
+    from songkit.core.progress import log
+    from songkit.tasks.generate.data import write_corpus
+
+    counts = write_corpus(out, limit or None, force)
+    log(f"wrote {counts['train']} training and {counts['valid']} validation tunes to {out}")
+
+
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, data_app: typer.Typer) -> None:
     app.command("generate")(generate)
     train_app.command("generate")(train_generate)
     eval_app.command("generate")(eval_generate)
+    data_app.command("generate")(data_generate)

@@ -221,3 +221,20 @@ class TuneStream:
     def __getitem__(self, k: int):
         sl = slice(k * self.seq_len, (k + 1) * self.seq_len)
         return self.x[:, sl], self.y[:, sl]  # (B, L) each
+
+
+def write_corpus(out: str | Path, limit: int | None = None, force: bool = False) -> dict[str, int]:
+    """Write the embedded corpus as ``train.abc`` and ``valid.abc`` in ``out`` (the split training uses;
+    each a multi-tune ABC file, tunes numbered from X:1). Returns the number of tunes per file."""
+    from songkit.core.io import atomic_write_text, check_outputs
+
+    out = Path(out)
+    files = embedded_corpus_files()
+    paths = {"train": out / "train.abc", "valid": out / "valid.abc"}
+    check_outputs(files, paths.values(), force)  # before any work
+    tunes = read_tunes(files)[: limit or None]
+    counts = {}
+    for name, part in zip(paths, split_train_val(tunes)):
+        atomic_write_text(paths[name], "".join(f"X:{i + 1}\n{t.strip()}\n\n" for i, t in enumerate(part)))
+        counts[name] = len(part)
+    return counts
