@@ -53,7 +53,8 @@ def _gm_table() -> dict[int, tuple[str, str]]:
         t[p] = ("keyboard", src)
     for p in range(8, 16):  # chromatic percussion: celesta .. dulcimer
         t[p] = ("mallet", _A)
-    for p, src in zip(range(16, 22), [_E, _E, _E, _A, _A, _A]):  # drawbar, percussive, rock, church, reed organ, accordion
+    # drawbar, percussive, rock, church, reed organ, accordion
+    for p, src in zip(range(16, 22), [_E, _E, _E, _A, _A, _A]):
         t[p] = ("organ", src)
     t[22] = ("reed", _A)  # harmonica
     t[23] = ("organ", _A)  # tango accordion

@@ -60,7 +60,8 @@ class LSTMClassifier(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         steps = self.cfg.clip_samples // self.cfg.frame_samples
-        x = wave[:, : steps * self.cfg.frame_samples].reshape(wave.shape[0], steps, self.cfg.frame_samples)  # (B, 100, 160)
+        frame = self.cfg.frame_samples
+        x = wave[:, : steps * frame].reshape(wave.shape[0], steps, frame)  # (B, 100, 160)
         r_out, _ = self.rnn(x)  # (B, 100, H * dirs); zero initial state, as the seed
         return self.out(r_out[:, -1, :])  # the seed's "r_out at the last time step"
 
