@@ -487,8 +487,3 @@ def chroma(samples, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int
     if norm:
         c = c / c.amax(dim=1, keepdim=True).clamp_min(1e-10)
     return c
-
-
-def num_frames(num_samples: int, hop: int = HOP_LENGTH) -> int:
-    """Frames a centred STFT gives for ``num_samples`` samples."""
-    return 1 + num_samples // hop

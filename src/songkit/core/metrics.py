@@ -34,9 +34,6 @@ class ConfusionMatrix:
         counts = torch.bincount(idx, minlength=self.num_classes**2)
         self.mat += counts.reshape(self.num_classes, self.num_classes).cpu()
 
-    def merge(self, other: ConfusionMatrix) -> None:
-        self.mat += other.mat
-
     def reduce_from_all_processes(self) -> None:
         """Sum the matrix over DDP ranks (a no-op outside torchrun)."""
         import torch.distributed as dist

@@ -66,13 +66,6 @@ def _backtrack(score, back) -> np.ndarray:
     return path
 
 
-def uniform_transitions(self_prob: float, K: int = C.NUM_CLASSES) -> np.ndarray:
-    """The ``(K, K)`` log matrix of one self-transition probability, every change equally likely."""
-    mat = np.full((K, K), math.log((1 - self_prob) / (K - 1)))
-    np.fill_diagonal(mat, math.log(self_prob))
-    return mat
-
-
 def viterbi_many(log_probs: list, self_prob: float = C.SELF_PROB, transitions=None) -> list[np.ndarray]:
     """``viterbi`` of many songs at once: one pass over time with every song in a batch.
 

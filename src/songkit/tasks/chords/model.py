@@ -56,10 +56,6 @@ class SignalConfig:
         if self.input_dim != C.CHROMA_DIM or self.num_classes != C.NUM_CLASSES:
             raise ValueError(f"input_dim/num_classes: songkit's chords use {C.CHROMA_DIM} and {C.NUM_CLASSES}")
 
-    @property
-    def frames_per_second(self) -> float:
-        return self.sample_rate / self.hop_length
-
 
 class ChordNet(nn.Module):
     """Base of the chord models: keeps the config; ``use_amp = False`` (LSTMs: bf16 autocast does not pay,
