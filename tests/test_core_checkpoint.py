@@ -285,7 +285,7 @@ def test_build_config_alone():
         build_config(ToyConfig, {"sizes": "a"}, "x.ckpt")
 
 
-def test_fuzz_checkpoints(tmp_path):
+def _fuzz_archive(tmp_path, examples):
     """Byte-level damage of a whole archive: a UserError line or a model that loads, never a traceback."""
     path = tmp_path / "seed.ckpt"
     _toy(path)
@@ -295,20 +295,16 @@ def test_fuzz_checkpoints(tmp_path):
         case.write_bytes(data)
         return load_model(case, "toy", TOY_MODELS)
 
-    fuzz(parse, path.read_bytes(), examples=40)
+    fuzz(parse, path.read_bytes(), examples=examples)
+
+
+def test_fuzz_checkpoints(tmp_path):
+    _fuzz_archive(tmp_path, 40)
 
 
 @pytest.mark.slow
 def test_fuzz_checkpoints_many(tmp_path):
-    path = tmp_path / "seed.ckpt"
-    _toy(path)
-
-    def parse(data: bytes):
-        case = tmp_path / "case.ckpt"
-        case.write_bytes(data)
-        return load_model(case, "toy", TOY_MODELS)
-
-    fuzz(parse, path.read_bytes(), examples=SLOW_EXAMPLES)
+    _fuzz_archive(tmp_path, SLOW_EXAMPLES)
 
 
 # per kind of damage: hostile values where the payload has fields (the byte-level fuzz above rarely gets past

@@ -18,8 +18,8 @@ WORKER = Path(__file__).parent / "kill_worker.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def _run(out, resume=False, kill_after=None):
-    args = [sys.executable, str(WORKER), str(out)] + (["resume"] if resume else [])
+def _start(args, kill_after=None):
+    """Run ``args``; with ``kill_after``, SIGKILL it after that many seconds instead of waiting for it."""
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if kill_after is None:
         _, err = proc.communicate(timeout=300)
@@ -28,6 +28,10 @@ def _run(out, resume=False, kill_after=None):
     time.sleep(kill_after)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def _run(out, resume=False, kill_after=None):
+    _start([sys.executable, str(WORKER), str(out)] + (["resume"] if resume else []), kill_after)
 
 
 def test_random_kills_then_resume_equal_uninterrupted(tmp_path):
@@ -53,15 +57,7 @@ GENERATE = ["-m", "songkit", "-q", "train", "generate", "--limit", "200", "--epo
 
 
 def _songkit(out, resume=False, kill_after=None):
-    args = [sys.executable, *GENERATE, "--out", str(out)] + (["--resume"] if resume else [])
-    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if kill_after is None:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err.decode()[-2000:]
-        return
-    time.sleep(kill_after)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _start([sys.executable, *GENERATE, "--out", str(out)] + (["--resume"] if resume else []), kill_after)
 
 
 @pytest.mark.slow

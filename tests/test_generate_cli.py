@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 import pytest
 import torch
+from cli_helpers import invoke, one_line_error
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -17,20 +18,7 @@ from songkit.tasks.generate.data import build_vocab
 from songkit.tasks.generate.evaluate import parses_with_notes
 from songkit.tasks.generate.model import CharLSTM, CharLSTMConfig
 
-runner = CliRunner()
 TUNES = "".join(f"X:{i}\nT:Tune {i}\nM:4/4\nL:1/8\nK:D\nDEFG ABcd|dcBA GFED|]\n\n" for i in range(12))
-
-
-def invoke(*args, **kw):
-    return runner.invoke(app, [str(a) for a in args], **kw)
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("songkit: error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def save_tiny(path, *, config=None, state=None, vocab=None):

@@ -14,27 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import invoke, one_line_error
 from PIL import Image
 from test_segment import tiny_checkpoint
-from typer.testing import CliRunner
 
-from songkit.cli import app
 from songkit.tasks.segment import synthetic as S
 from songkit.tasks.segment.constants import SYNTHETIC_WARNING
-
-runner = CliRunner()
-
-
-def invoke(*args, **kw):
-    return runner.invoke(app, [str(a) for a in args], **kw)
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("songkit: error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def snapshot(folder: Path) -> dict[Path, bytes]:

@@ -15,23 +15,17 @@ import zlib
 
 import numpy as np
 import pytest
+from cli_helpers import invoke
 from fuzz import SLOW_EXAMPLES, as_file, fuzz, mutations
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 from test_segment import tiny_checkpoint
-from typer.testing import CliRunner
 
-from songkit.cli import app
 from songkit.core.errors import UserError
 from songkit.tasks.segment import synthetic as S
 from songkit.tasks.segment import voc
 
-runner = CliRunner()
 CLI_CASES = 4  # end to end through CliRunner
-
-
-def invoke(*args, **kw):
-    return runner.invoke(app, [str(a) for a in args], **kw)
 
 
 def exit_0_or_one_line(result) -> None:
