@@ -20,17 +20,18 @@ from songkit.tasks.generate.constants import (
 _ABC_ONLY = {"--num": 1, "--max-chars": 2000, "--top-k": 0, "--top-p": 1.0, "--prime": ""}
 
 
+# the sampling options generate and eval generate share (their defaults differ)
+Temperature = Annotated[float, typer.Option("--temperature", "-t", metavar="T", min=0.01, help="Sampling temperature.")]
+MaxChars = Annotated[int, typer.Option("--max-chars", metavar="N", min=1, help="Longest tune, in characters.")]
+
+
 def generate(
     checkpoint: Checkpoint = None,
     num: Annotated[
         int, typer.Option("--num", "-n", metavar="N", min=1, help="Number of tunes (sampled as one batch).")
     ] = 1,
-    temperature: Annotated[
-        float, typer.Option("--temperature", "-t", metavar="T", min=0.01, help="Sampling temperature.")
-    ] = 1.0,
-    max_chars: Annotated[
-        int, typer.Option("--max-chars", metavar="N", min=1, help="Longest tune, in characters.")
-    ] = 2000,
+    temperature: Temperature = 1.0,
+    max_chars: MaxChars = 2000,
     top_k: Annotated[
         int, typer.Option("--top-k", metavar="K", min=0, help="Sample from the k likeliest characters (0: all).")
     ] = 0,
@@ -194,12 +195,8 @@ def eval_generate(
     samples: Annotated[
         int, typer.Option("--samples", metavar="N", min=0, help="Tunes to sample for the parse rate.")
     ] = 100,
-    temperature: Annotated[
-        float, typer.Option("--temperature", "-t", metavar="T", min=0.01, help="Sampling temperature of those tunes.")
-    ] = 0.8,
-    max_chars: Annotated[
-        int, typer.Option("--max-chars", metavar="N", min=1, help="Longest sampled tune, in characters.")
-    ] = 2000,
+    temperature: Temperature = 0.8,
+    max_chars: MaxChars = 2000,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed of the sampled tunes.")] = 0,
     json_out: Json = False,
     device: Device = "auto",
