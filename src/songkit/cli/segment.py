@@ -81,26 +81,15 @@ def segment(
     for row in rows:
         if "png" in row:
             png = row.pop("png")
-            _emit(lambda: (sys.stdout.buffer.write(png), sys.stdout.buffer.flush()))  # noqa: B023 - called at once
+            sys.stdout.buffer.write(png)
+            sys.stdout.buffer.flush()
         elif json_out:
-            _emit(lambda: print_json(row))  # noqa: B023 - called at once
+            print_json(row)
         else:
             shown = ", ".join(f"{k} {v:.0%}" for k, v in row["classes"].items() if k != "background" and v >= 0.005)
             table.append([row["image"], row["mask"], shown or "background only"])
     if table:
-        _emit(lambda: print_table(None, ["picture", "mask", "classes"], table))
-
-
-def _emit(write) -> None:
-    """Run ``write`` (it writes results to stdout); a reader that closed the pipe (`| head`) ends the command
-    with exit 0. (Click turns a broken pipe into exit 1 before songkit.cli.main sees it.)"""
-    import os
-
-    try:
-        write()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush cannot fail
-        raise typer.Exit(0) from None
+        print_table(None, ["picture", "mask", "classes"], table)
 
 
 @train_options(epochs=8, batch_size=8, lr=2e-3, out=Path("runs/segment"))
@@ -178,17 +167,17 @@ def eval_segment(
         m = torch.tensor(matrix)[present][:, present]
         confusion_png(m, [list(result["per_class"])[i] for i in present], confusion, title="segment: pixels")
     if json_out:
-        _emit(lambda: print_json(result))
+        print_json(result)
         return
     rows = [[name, 100 * r["iou"], 100 * r["accuracy"], 100 * r["precision"], r["support"]]
             for name, r in result["per_class"].items() if name not in result["absent_classes"]]
     rows.append(["mean IoU", 100 * result["mean_iou"], 100 * result["mean_accuracy"], None, result["pixels"]])
     rows.append(["pixel accuracy", None, 100 * result["accuracy"], None, None])
     title = f"songkit eval segment: {result['model']} on {result['split']} ({result['images']} pictures)"
-    _emit(lambda: print_table(title, ["class", "IoU %", "accuracy %", "precision %", "pixels"], rows))
+    print_table(title, ["class", "IoU %", "accuracy %", "precision %", "pixels"], rows)
     if result["absent_classes"]:
-        _emit(lambda: print(f"left out of the means (in neither truth nor prediction): "
-                            f"{', '.join(result['absent_classes'])}", flush=True))
+        print(f"left out of the means (in neither truth nor prediction): {', '.join(result['absent_classes'])}",
+              flush=True)
 
 
 def data_segment(
@@ -201,7 +190,7 @@ def data_segment(
     from songkit.tasks.segment.synthetic import SynthSpec, write_synthetic
 
     root = write_synthetic(out, SynthSpec(train=train, val=valid, seed=seed))
-    _emit(lambda: print(root, flush=True))
+    print(root, flush=True)
 
 
 def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, data_app: typer.Typer) -> None:

@@ -17,15 +17,6 @@ from songkit.tasks.tokenize.constants import (
 ENCODING_HELP = "cp (compound word) | nb (note-based, new_bar_started flag) | remi (flat)."
 
 
-def _stdout_closed() -> None:
-    """`songkit tokenize ... | head`: the reader left; stop quietly with exit 0."""
-    import os
-    import sys
-
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    raise typer.Exit(0)
-
-
 def _report_skipped(skipped: list[str]) -> None:
     """The count of skipped files is a result: printed on stderr even under -q, with each reason logged."""
     import sys
@@ -110,24 +101,21 @@ def tokenize(
         return
     paths = [Path("-")] if stdin else expand_inputs(inputs, SUFFIXES)
     skipped: list[str] = []
-    try:
-        with open_output(out) as f:
-            for p in progress(paths, total=len(paths), description=f"tokenizing ({encoding})"):
-                try:
-                    if stdin:
-                        pieces = read_bytes(read_input_bytes("-"), "-", from_format, track)
-                    else:
-                        pieces = read_pieces(p, track)
-                    records = list(tokenize_pieces(pieces, v, encoding, ids))
-                except UserError as e:
-                    if not skip_bad:
-                        raise
-                    skipped.append(e.format_message())
-                    continue
-                for rec in records:
-                    f.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    except BrokenPipeError:
-        _stdout_closed()
+    with open_output(out) as f:
+        for p in progress(paths, total=len(paths), description=f"tokenizing ({encoding})"):
+            try:
+                if stdin:
+                    pieces = read_bytes(read_input_bytes("-"), "-", from_format, track)
+                else:
+                    pieces = read_pieces(p, track)
+                records = list(tokenize_pieces(pieces, v, encoding, ids))
+            except UserError as e:
+                if not skip_bad:
+                    raise
+                skipped.append(e.format_message())
+                continue
+            for rec in records:
+                f.write(json.dumps(rec, separators=(",", ":")) + "\n")
     _report_skipped(skipped)
 
 
@@ -222,16 +210,13 @@ def eval_tokenize(
     if split == "val":
         raise UserError("--split val: the split is spelled valid")
     res = evaluate(checkpoint, data, device, split, limit=limit)
-    try:
-        if json_out:
-            print_json(res)
-            return
-        rows = [[k[4:], v] for k, v in res.items() if k.startswith("acc_")]
-        rows += [["overall", res["val_acc"]], ["loss (cross-entropy)", res["val_loss"]]]
-        print_table(f"{res['model']} on {res['encoding']}: {res['songs']} songs ({split}), {res['groups']} token "
-                    "groups", ["family", "accuracy"], rows)
-    except BrokenPipeError:
-        _stdout_closed()
+    if json_out:
+        print_json(res)
+        return
+    rows = [[k[4:], v] for k, v in res.items() if k.startswith("acc_")]
+    rows += [["overall", res["val_acc"]], ["loss (cross-entropy)", res["val_loss"]]]
+    print_table(f"{res['model']} on {res['encoding']}: {res['songs']} songs ({split}), {res['groups']} token "
+                "groups", ["family", "accuracy"], rows)
 
 
 def data_tokenize(
