@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from songkit.core.errors import UserError
+from songkit.core.io import clean_stale_temps
 from songkit.core.progress import log
 
 RUN_FILES = ("last.ckpt", "best.ckpt", "metrics.jsonl", "curves.png")
@@ -27,13 +28,6 @@ def sync_run_files(out: Path, history: list[dict]) -> None:
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
     if history:
         curves_png(history, out / "curves.png")
-
-
-def _clean_stale_temps(out: Path) -> None:
-    """Remove temp files of killed atomic writes of the run's files (songkit's own naming)."""
-    from songkit.core.io import clean_stale_temps
-
-    clean_stale_temps(out, RUN_FILES)
 
 
 # ---------------------------------------------------------------- run folders and --resume
@@ -100,7 +94,7 @@ def prepare_run_folder(run: TrainRun, options: dict) -> bool:
     out = Path(run.out)
     last = out / "last.ckpt"
     if out.is_dir():
-        _clean_stale_temps(out)
+        clean_stale_temps(out, RUN_FILES)  # left by killed atomic writes
     if not run.resume:
         present = [name for name in RUN_FILES if (out / name).exists()]
         if present and not run.force:

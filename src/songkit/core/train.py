@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from songkit.core.errors import UserError
+from songkit.core.io import clean_stale_temps
 from songkit.core.progress import log, make_progress, show_bars
 from songkit.core.runs import (  # noqa: F401 - TrainRun and prepare_run_folder are part of this module's API
+    RUN_FILES,
     TrainRun,
-    _clean_stale_temps,
     prepare_run_folder,
     sync_run_files,
 )
@@ -203,7 +204,7 @@ def fit(
     out = Path(out_dir)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _clean_stale_temps(out)
+        clean_stale_temps(out, RUN_FILES)  # left by killed atomic writes
 
     seed_everything(cfg.seed)  # before anything random is built: same initial weights on every rank and run
     model = build_model if isinstance(build_model, torch.nn.Module) else build_model()
