@@ -302,11 +302,8 @@ def load_model(path: str | os.PathLike | None, task: str, models: dict, device: 
         model.load_state_dict(ck.state_dict)
     except (RuntimeError, TypeError, ValueError) as e:
         raise UserError(f"{p}: state_dict: does not fit model {ck.model!r} ({first_line(e)})") from None
-    try:
-        from songkit.core.device import place_model
-    except ImportError:  # pragma: no cover - before core.device has it
-        def place_model(m, d):
-            return m.to(d)
+    from songkit.core.device import place_model
+
     return place_model(model, _device(device), inference=True).eval(), ck
 
 

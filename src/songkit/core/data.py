@@ -15,15 +15,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from songkit.core.io import home_dir  # noqa: F401 - build_once's root; tasks import it from here too
+
 
 def default_workers() -> int:
     """DataLoader worker processes by default: the machine's cores, at most 4."""
     return max(0, min(4, os.cpu_count() or 1))
-
-
-def home_dir() -> Path:
-    """songkit's local cache: ``$SONGKIT_HOME`` or ``~/.cache/songkit`` (read at call time)."""
-    return Path(os.environ.get("SONGKIT_HOME") or Path.home() / ".cache" / "songkit")
 
 
 def item_rng(seed: int, epoch: int, index: int):

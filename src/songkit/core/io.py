@@ -106,10 +106,14 @@ def expand_inputs(paths: Iterable[str | os.PathLike], suffixes: tuple[str, ...])
     return out
 
 
+def home_dir() -> Path:
+    """songkit's local cache: ``$SONGKIT_HOME`` or ``~/.cache/songkit`` (read at call time)."""
+    return Path(os.environ.get("SONGKIT_HOME") or Path.home() / ".cache" / "songkit")
+
+
 def cache_dir(*parts: str) -> Path:
-    """The local cache for built datasets and models: ``$SONGKIT_HOME`` or ``~/.cache/songkit``."""
-    root = Path(os.environ.get("SONGKIT_HOME") or Path.home() / ".cache" / "songkit")
-    path = root.joinpath(*parts)
+    """A folder of the local cache (:func:`home_dir`), created when missing."""
+    path = home_dir().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
