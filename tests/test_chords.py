@@ -525,6 +525,15 @@ def test_data_chords_renders_pop909_with_labels(tmp_path):
     # the rendered harmony is there: the template baseline finds it
     res = evaluate.evaluate(None, out, "all", template=True)
     assert res["majmin_wcsr"] > 0.8
+    # --split: song 001 is in one song-level split only; asking for the others renders nothing and says so
+    from songkit.tasks.chords.data import split_of
+
+    others = [s for s in ("train", "valid", "test") if s != split_of("001")]
+    args = ["data", "chords", "--pop909", str(root), "--soundfont", str(sf2), "--out", str(tmp_path / "o2")]
+    r = runner.invoke(app, [*args, *sum((["--split", s] for s in others), [])])
+    assert r.exit_code == 2 and "no POP909 songs" in r.output and not (tmp_path / "o2").exists()
+    r = runner.invoke(app, ["-q", *args, "--split", split_of("001"), "--format", "wav"])
+    assert r.exit_code == 0 and (tmp_path / "o2" / "001.wav").is_file()
 
 
 def test_data_chords_pop909_errors(tmp_path):
@@ -533,6 +542,9 @@ def test_data_chords_pop909_errors(tmp_path):
     assert r.exit_code == 2 and "--soundfont" in r.output
     r = runner.invoke(app, ["data", "chords", "--soundfont", "x.sf2", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--pop909" in r.output
+    r = runner.invoke(app, ["data", "chords", "--pop909", str(root), "--soundfont", "x.sf2", "--split", "val",
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--split val" in r.output
     (root / "POP909" / "001" / "chord_midi.txt").write_bytes(b"0.0 1.0 C:maj\n1.0 2.0 \xff\xfe:min\n")
     r = runner.invoke(app, ["data", "chords", "--pop909", str(root), "--soundfont", str(tmp_path / "none.sf2"),
                             "--out", str(tmp_path / "o")])

@@ -190,6 +190,9 @@ def data_chords(
     soundfont: Annotated[list[Path] | None, typer.Option(
         "--soundfont", metavar="SF2", help="SoundFont(s) for --pop909 (repeat: each song uses one, in turn).")] = None,
     fmt: Annotated[str, typer.Option("--format", metavar="FMT", help="wav | flac")] = "flac",
+    split: Annotated[list[str] | None, typer.Option(
+        "--split", metavar="SPLIT", help="POP909: only songs of this song-level split (repeat; train | valid | "
+        "test), e.g. the test songs with a SoundFont the training songs do not use.")] = None,
 ) -> None:
     """Render chord datasets to audio with .lab labels beside each file (Isophonics style): Bach chorales from
     music21's corpus (additive synth), or POP909 MIDI through SoundFonts (pip install songkit[soundfont])."""
@@ -202,10 +205,13 @@ def data_chords(
 
         if not soundfont:
             raise UserError("--pop909 needs at least one --soundfont SF2")
-        render_dataset(pop909, soundfont, out, limit=limit, fmt=fmt)
+        bad = sorted(set(split or ()) - {"train", "valid", "test"})
+        if bad:
+            raise UserError(f"--split {bad[0]}: expected train, valid or test")
+        render_dataset(pop909, soundfont, out, limit=limit, fmt=fmt, splits=tuple(split or ("train", "valid", "test")))
         return
-    if soundfont:
-        raise UserError("--soundfont goes with --pop909")
+    if soundfont or split:
+        raise UserError("--soundfont and --split go with --pop909")
     from songkit.tasks.chords.bach import build_dataset
 
     build_dataset(out, num=limit or 60, fmt=fmt)

@@ -222,7 +222,7 @@ def load_audio_folder(root: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fo
     for a, lab in track(chosen, total=len(chosen), description="audio") if progress else chosen:
         ref = read_lab(lab)
         z = _cached_arrays("audio", a.stem, a, lambda a=a: dict(zip(("chroma", "duration"), audio_features(a, cfg))),
-                           salt=f"|{cfg.sample_rate}|{cfg.n_fft}|{cfg.hop_length}")
+                           salt=f"|{cfg.sample_rate}|{cfg.n_fft}|{cfg.hop_length}|v{C.FEATURES_VERSION}")
         chroma, duration = z["chroma"], float(z["duration"])
         times = np.arange(len(chroma)) * (cfg.hop_length / cfg.sample_rate)
         songs.append(_song_from_frames(a.stem, times, chroma, ref, duration))

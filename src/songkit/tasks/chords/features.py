@@ -84,10 +84,13 @@ def rotate_chroma(x, shift: int):
 def audio_features(path, cfg, device="cpu"):
     """Read an audio file and return ``(chroma (T, 24) float32 numpy, duration seconds)`` with the signal
     chain of ``cfg`` (a model config: ``sample_rate``, ``n_fft``, ``hop_length``)."""
-    from songkit.core.audio import read_audio
+    from songkit.core.audio import read_audio, resample
 
-    samples, sr = read_audio(path, cfg.sample_rate)
-    return samples_features(samples, cfg, device), len(samples) / sr
+    samples, sr = read_audio(path, None)
+    duration = len(samples) / sr
+    if sr != cfg.sample_rate:
+        samples = resample(samples, sr, cfg.sample_rate, C.RESAMPLE_ZERO_CROSSINGS, C.RESAMPLE_ROLLOFF)
+    return samples_features(samples, cfg, device), duration
 
 
 def samples_features(samples, cfg, device="cpu"):

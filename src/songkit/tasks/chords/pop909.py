@@ -82,6 +82,8 @@ def render_dataset(pop909: Path, soundfonts: list[Path], out: Path, limit: int =
             raise UserError(f"{sf2}: no such SoundFont")
     songs = [d for d in song_dirs(pop909) if split_of(d.name) in splits]
     songs = songs[:limit] if limit else songs
+    if not songs:
+        raise UserError(f"{pop909}: no POP909 songs in the {' / '.join(splits)} split")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for i, song in enumerate(track(songs, total=len(songs), description="rendering POP909")):
