@@ -113,6 +113,25 @@ def test_stream_continues_across_items_and_epochs_reorder():
     assert torch.equal(torch.cat([h.x for h in halves]), first)  # ranks share the rows, not the chunks
 
 
+def test_stream_transpose_moves_tunes_to_new_keys_per_epoch():
+    tunes = [f"T:t{k}\nM:4/4\nL:1/8\nK:G\n|:GABc dBAG|\"D7\"FGAB cAFD:|" for k in range(8)]
+    vocab = build_vocab(tunes + ["K:ABCDEFGabcdefg^_=#',"], "corpus")
+    plain = TuneStream(tunes, vocab, 1, 8, seed=0)
+    moved = TuneStream(tunes, vocab, 1, 8, seed=0, transpose=True)
+    assert len(moved) == len(plain) and moved.x.shape == plain.x.shape  # the layout keeps its length
+
+    def keys(stream):
+        text = "".join(vocab[i] for i in stream.x[0].tolist())
+        return {line for line in text.split("\n") if line.startswith("K:")}
+
+    assert keys(plain) == {"K:G"} and len(keys(moved)) > 1
+    first = moved.x.clone()
+    moved.set_epoch(1)
+    assert not torch.equal(first, moved.x)
+    moved.set_epoch(0)
+    assert torch.equal(first, moved.x)  # a pure function of (seed, epoch), as without --transpose
+
+
 def test_filter_logits():
     logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
     assert torch.isinf(filter_logits(logits, 2, 1.0)).tolist() == [[True, True, False, False]]

@@ -156,6 +156,12 @@ def train_generate(
             "--init", metavar="default|CKPT", help="Fine-tune a generate checkpoint (its architecture and vocabulary)."
         ),
     ] = None,
+    transpose: Annotated[
+        bool,
+        typer.Option(
+            "--transpose", help="Each epoch, every training tune in a random key (-5..+6 semitones), moved exactly."
+        ),
+    ] = False,
     max_tunes: Annotated[int | None, typer.Option("--max-tunes", hidden=True)] = None,
 ) -> None:
     """Train SongRNN on ABC files (default: the ~13,000 tunes in music21's corpus)."""
@@ -176,6 +182,7 @@ def train_generate(
             vocab=vocab,
             limit=limit,
             init=init,
+            transpose=transpose,
         ),
     )
 

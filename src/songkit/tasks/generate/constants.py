@@ -33,6 +33,7 @@ SPLIT_SEED = 20240601  # fixed: the train/validation split never moves between r
 BURN_IN = ("T:Burn-in Reel\nM:4/4\nL:1/8\nR:reel\nK:D\n|:DFAF DFAF|GBdB AFD2|DFAF DFAF|GBAG FDD2:|\n"
            "|:fdad fdad|gbag fed2|fdad fdAF|GBAG FDD2:|")
 
+TRANSPOSE_RANGE = (-5, 6)  # semitones of --transpose: every key once, none more than a fourth/tritone away
 EVAL_SEQ_LEN = 256  # characters per chunk when scoring a stream (state carried across chunks)
 SAMPLE_BATCH = 64  # tunes sampled at once by `eval generate`
 
@@ -50,3 +51,4 @@ class TrainOptions:
     vocab: str = "corpus"  # ascii measured no better (docs/generate.md, leave-one-collection-out)
     limit: int = 0  # use only the first N tunes (0: all)
     init: str | None = None  # "default" or a generate checkpoint to fine-tune
+    transpose: bool = False  # each epoch, each training tune in a random key (-5..+6 semitones; transpose.py)

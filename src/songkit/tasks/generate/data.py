@@ -24,6 +24,7 @@ from songkit.tasks.generate.constants import (
     KEEP_FIELDS,
     SPECIALS,
     SPLIT_SEED,
+    TRANSPOSE_RANGE,
     UNK,
     VAL_FRACTION,
     VOCABS,
@@ -188,12 +189,15 @@ class TuneStream:
     """
 
     def __init__(self, tunes: Sequence[str], vocab: Sequence[str], n_streams: int, seq_len: int, seed: int,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, transpose: bool = False):
         import torch
 
         stream = torch.tensor(corpus_ids(tunes, vocab), dtype=torch.long)  # (N,)
         self.ids = stream.split([len(t) + 2 for t in tunes])  # one view per tune: BOS tune EOS
         self.n_chars = len(stream)
+        # --transpose: the tunes' text, moved to a new key per epoch (a transposed stream is a little longer or
+        # shorter; the epoch's layout keeps the original length, wrapping around when it is shorter)
+        self.tunes, self.vocab, self.transpose = (list(tunes), list(vocab), True) if transpose else (None, None, False)
         self.n_streams, self.seq_len, self.seed = n_streams * world, seq_len, seed
         self.rank, self.world = rank, world
         self.per_row = (self.n_chars - 1) // self.n_streams
@@ -209,11 +213,27 @@ class TuneStream:
 
         g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
         order = torch.randperm(len(self.ids), generator=g).tolist()
-        stream = torch.cat([self.ids[i] for i in order])  # (N,)
+        ids = self.ids if not self.transpose else self._transposed(epoch)
+        stream = torch.cat([ids[i] for i in order])  # (N,)
         usable = len(self) * self.seq_len
+        if len(stream) < self.n_chars:
+            stream = torch.cat([stream, stream[: self.n_chars - len(stream)]])
         rows = torch.stack([stream[r * self.per_row: r * self.per_row + usable + 1] for r in range(self.n_streams)])
         rows = rows[self.rank::self.world]  # this rank's rows: (B, usable + 1)
         self.x, self.y = rows[:, :-1], rows[:, 1:]
+
+    def _transposed(self, epoch: int) -> list:
+        """Every tune moved by its own random interval (a pure function of seed and epoch); a tune that cannot
+        be moved exactly (transpose.transpose_tune gives None) stays in its key."""
+        import torch
+
+        from songkit.tasks.generate.transpose import transpose_tune
+
+        rng = random.Random(self.seed * 7919 + epoch)
+        lo, hi = TRANSPOSE_RANGE
+        moved = [transpose_tune(tune, rng.randint(lo, hi)) or tune for tune in self.tunes]
+        stream = torch.tensor(corpus_ids(moved, self.vocab), dtype=torch.long)  # one tensor, one view per tune
+        return stream.split([len(t) + 2 for t in moved])
 
     def __len__(self) -> int:
         return self.per_row // self.seq_len

@@ -38,8 +38,8 @@ class GenerateTrainTask:
     """Truncated BPTT over ``seq_len`` characters with the hidden state carried across chunks (fit's protocol)."""
 
     def __init__(self, train_tunes: Sequence[str], val_tunes: Sequence[str], vocab: Sequence[str],
-                 batch_size: int, seq_len: int, seed: int):
-        self.train_tunes, self.vocab = list(train_tunes), list(vocab)
+                 batch_size: int, seq_len: int, seed: int, transpose: bool = False):
+        self.train_tunes, self.vocab, self.transpose = list(train_tunes), list(vocab), transpose
         self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
         self.val_ids = torch.tensor(corpus_ids(val_tunes, vocab), dtype=torch.long)
         self.streams: dict[tuple[int, int], TuneStream] = {}
@@ -49,7 +49,7 @@ class GenerateTrainTask:
         """This rank's stream (built once; its epochs are laid out by set_epoch)."""
         if (rank, world) not in self.streams:
             self.streams[rank, world] = TuneStream(self.train_tunes, self.vocab, self.batch_size, self.seq_len,
-                                                   self.seed, rank, world)
+                                                   self.seed, rank, world, self.transpose)
         return self.streams[rank, world]
 
     def num_batches(self, epoch: int, rank: int, world: int) -> int:
@@ -106,11 +106,13 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
             model.load_state_dict(init_weights)
         return model
 
-    task = GenerateTrainTask(train_tunes, val_tunes, vocab, run.batch_size, options.seq_len, run.seed)
+    task = GenerateTrainTask(train_tunes, val_tunes, vocab, run.batch_size, options.seq_len, run.seed,
+                             options.transpose)
     meta = {"task": TASK, "model": options.model, "config": asdict(cfg), "vocab": vocab,
             "extra": {"seq_len": options.seq_len, "train_tunes": len(train_tunes), "val_tunes": len(val_tunes),
                       "data": [str(p) for p in data] if data else "music21-corpus-abc",
-                      "data_fingerprint": corpus_fingerprint(tunes), "init": options.init}}
+                      "data_fingerprint": corpus_fingerprint(tunes), "init": options.init,
+                      "transpose": options.transpose}}
     return fit(build_model, task, run.train_config(monitor="val_loss"), run.out, meta, device=run.device,
                resume=run.resume)
 
