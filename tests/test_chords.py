@@ -363,6 +363,22 @@ def test_cli_train_saves_signal_chain_and_transitions(tiny_run):
     assert np.allclose(np.exp(np.array(ck.config["transitions"])).sum(1), 1.0)
 
 
+def test_every_song_trains_on_the_test_split_too(billboard_like, tiny_run, tmp_path):
+    from songkit.core.checkpoint import load_checkpoint
+
+    names = set(load_checkpoint(tiny_run / "best.ckpt").extra["train_songs"])
+    test = {n for n in data.billboard_ids(billboard_like) if data.split_of(n) == "test"}
+    assert test and not names & test
+    args = ["-q", "train", "chords", "--data", str(billboard_like), "--model", "blstm", "--hidden-size", "8",
+            "--epochs", "1", "--max-steps-per-epoch", "1", "--device", "cpu", "--workers", "0"]
+    r = runner.invoke(app, [*args, "--every-song", "--out", str(tmp_path / "all")])
+    assert r.exit_code == 0, r.output
+    every = set(load_checkpoint(tmp_path / "all" / "best.ckpt").extra["train_songs"])
+    assert every == names | test  # the valid split still only picks the best epoch
+    r = runner.invoke(app, [*args, "--every-song", "--folds", "5", "--out", str(tmp_path / "cv")])
+    assert r.exit_code == 2 and "--every-song" in r.output
+
+
 def test_cli_run_and_eval(billboard_like, tiny_run, tmp_path):
     csv = billboard_like / data.CHORDINO_DIR / "0001" / "bothchroma.csv"
     r = runner.invoke(app, ["-q", "chords", str(csv), "-c", str(tiny_run)])

@@ -112,10 +112,14 @@ def train_chords(
     limit: Limit = 0,
     folds: Folds = 0,
     fold: Fold = 0,
+    every_song: Annotated[bool, typer.Option(
+        "--every-song", help="Train on the test split too (a model to ship: its test scores then mean nothing); "
+        "the best epoch is still picked on the valid split.")] = False,
 ) -> None:
     """Train a chord model on Billboard chroma and/or audio+.lab folders (default: the embedded Bach chorales)."""
     options = TrainOptions(model=model, seq_len=seq_len, hidden_size=hidden_size, augment=augment,
-                           learn_transitions=learn_transitions, limit=limit, folds=folds, fold=fold)
+                           learn_transitions=learn_transitions, limit=limit, folds=folds, fold=fold,
+                           every_song=every_song)
     start_training("chords", run, options)
 
 

@@ -78,3 +78,4 @@ class TrainOptions:
     limit: int = 0  # use only the first N songs of each --data folder (0: all)
     folds: int = 0  # cross-validation: number of song-level folds (0: the fixed hash split)
     fold: int = 0  # which fold is held out (with --folds)
+    every_song: bool = False  # train on the test split too (a model to ship; validation stays on the valid split)

@@ -78,8 +78,9 @@ def load_songs(data: list[Path] | None, cfg, options: TrainOptions):
     from songkit.tasks.chords.data import load, split_of
 
     roots = list(data or []) or [ensure_embedded()]
-    songs = [s for r in roots for s in load(r, cfg, ("train", "valid"), options.folds, options.fold, options.limit)]
-    train = [s for s in songs if split_of(s.name, options.folds, options.fold) == "train"]
+    splits = C.SPLITS if options.every_song else ("train", "valid")
+    songs = [s for r in roots for s in load(r, cfg, splits, options.folds, options.fold, options.limit)]
+    train = [s for s in songs if split_of(s.name, options.folds, options.fold) != "valid"]
     valid = [s for s in songs if split_of(s.name, options.folds, options.fold) == "valid"]
     if not train:  # a handful of songs: train and validate on all of them
         train, valid = songs, songs[:1]
@@ -93,6 +94,8 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
 
     if options.model not in MODELS:
         raise UserError(f"--model {options.model}: expected one of {', '.join(MODELS)}")
+    if options.folds and options.every_song:
+        raise UserError("--every-song trains on the held-out fold too: it does not go with --folds")
     if options.folds and not 0 <= options.fold < options.folds:
         raise UserError(f"--fold {options.fold}: expected 0..{options.folds - 1} with --folds {options.folds}")
     base = model_config(options)
