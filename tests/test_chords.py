@@ -290,6 +290,25 @@ def test_windowed_inference_matches_whole_songs():
     assert agree > 0.99
 
 
+def test_twelve_rotations_make_any_model_transposition_equivariant():
+    """--rotations 12 averages over every key, so moving the song by r semitones moves every class
+    probability by r exactly (an untrained model alone is far from it)."""
+    from songkit.tasks.chords.features import rotate_chroma
+    from songkit.tasks.chords.model import MODELS, make_config
+
+    torch.manual_seed(0)
+    cfg = make_config("cnn_blstm", channels=16, rnn_hidden=16)
+    model = MODELS["cnn_blstm"][1](cfg).eval()
+    chroma = _synthetic_songs(1, frames=200, seed=4)[0].chroma
+    for r in (1, 5):
+        up = [C.transpose_class(k, r) for k in range(C.NUM_CLASSES)]
+        once = infer.song_log_probs(model, [chroma, rotate_chroma(chroma, r)])
+        assert np.abs(once[1][:, up] - once[0]).max() > 1e-3
+        every = infer.song_log_probs(model, [chroma, rotate_chroma(chroma, r)], rotations=12)
+        assert np.abs(every[1][:, up] - every[0]).max() < 1e-4
+        assert np.allclose(np.exp(every[0]).sum(1), 1.0, atol=1e-5)
+
+
 def _fit(tmp_path, songs, valid, seed=0, epochs=8):
     from songkit.core.train import TrainConfig, fit
     from songkit.tasks.chords.model import MODELS, make_config

@@ -19,6 +19,9 @@ Folds = Annotated[int, typer.Option("--folds", min=0, metavar="K",
                                     help="Cross-validation: K song-level folds (0: the fixed 70/10/20 split).")]
 Fold = Annotated[int, typer.Option("--fold", min=0, metavar="I", help="With --folds: the fold held out as test.")]
 Limit = Annotated[int, typer.Option("--limit", min=0, metavar="N", help="Use only the first N songs (0: all).")]
+Rotations = Annotated[int, typer.Option(
+    "--rotations", min=1, max=12, metavar="N",
+    help="Test-time transposition: average the model over the song moved to N keys (12: all; N times the cost).")]
 
 
 def chords(
@@ -32,6 +35,7 @@ def chords(
     window: Annotated[int, typer.Option(
         "--window", min=0, metavar="FRAMES",
         help="Frames per batched window (0: each song whole at batch 1, the slow reference).")] = 1024,
+    rotations: Rotations = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     beats: Annotated[bool, typer.Option(
         "--beats", help="Beat-synchronous: one chord per beat, beat times from INPUT.beats beside it.")] = False,
@@ -60,7 +64,8 @@ def chords(
                       _no_beats(p) for p in inputs]
     with contextlib.ExitStack() as stack:  # every input checked (and stdin copied) before the model loads
         paths = [stack.enter_context(input_file(p)) for p in inputs]
-        results = recognise(paths, checkpoint, resolve_device(device), self_prob, window=window, beats=beat_times)
+        results = recognise(paths, checkpoint, resolve_device(device), self_prob, window=window, beats=beat_times,
+                            rotations=rotations)
     for p, target, seg in zip(inputs, targets, results):
         if json_out:
             record = {"input": str(p), "segments": [
@@ -141,6 +146,7 @@ def eval_chords(
     limit: Limit = 0,
     beats: Annotated[bool, typer.Option(
         "--beats", help="Beat-synchronous decoding with the .beats file beside each audio file.")] = False,
+    rotations: Rotations = 1,
     json_out: Json = False,
     device: Device = "auto",
 ) -> None:
@@ -167,7 +173,8 @@ def eval_chords(
     from songkit.tasks.chords.constants import VOCAB
     from songkit.tasks.chords.evaluate import evaluate
 
-    res = evaluate(checkpoint, data, split, resolve_device(device), self_prob, template, folds, fold, limit, beats)
+    res = evaluate(checkpoint, data, split, resolve_device(device), self_prob, template, folds, fold, limit, beats,
+                   rotations)
     cm = res.pop("confusion")
     if confusion:
         from songkit.core.plots import confusion_png

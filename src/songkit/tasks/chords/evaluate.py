@@ -144,7 +144,7 @@ def template_log_probs(chroma, n_threshold: float = 0.05) -> np.ndarray:
 
 def evaluate(checkpoint: Path | None, data: Path | None, split: str = "test", device="cpu",
              self_prob: float | None = None, template: bool = False, folds: int = 0, fold: int = 0,
-             limit: int = 0, beats: bool = False) -> dict:
+             limit: int = 0, beats: bool = False, rotations: int = 1) -> dict:
     """Root/majmin WCSR and frame accuracy of a checkpoint (or the template baseline) on a split.
 
     ``beats``: beat-synchronous decoding with each song's ``.beats`` file (scored at frame resolution).
@@ -170,7 +170,8 @@ def evaluate(checkpoint: Path | None, data: Path | None, split: str = "test", de
     else:
         model, ck = load_model(checkpoint, device)
         name, cfg = str(ck.path), model.cfg
-        classes_of = lambda songs: predict_classes(model, cfg, [s.chroma for s in songs], device, self_prob)
+        classes_of = lambda songs: predict_classes(model, cfg, [s.chroma for s in songs], device, self_prob,
+                                                   rotations=rotations)
     if beats and not template:
         from songkit.tasks.chords.hmm import BEAT_SELF_PROB, beat_sync_decode
         from songkit.tasks.chords.infer import song_log_probs
@@ -181,7 +182,8 @@ def evaluate(checkpoint: Path | None, data: Path | None, split: str = "test", de
                 raise UserError(f"{data}: --beats needs a .beats file beside each audio file ({missing[0]} has none)")
             frame = cfg.hop_length / cfg.sample_rate
             return [beat_sync_decode(lp, s.beats, frame, BEAT_SELF_PROB if self_prob is None else self_prob)
-                    for lp, s in zip(song_log_probs(model, [s.chroma for s in songs], device), songs)]
+                    for lp, s in zip(song_log_probs(model, [s.chroma for s in songs], device, rotations=rotations),
+                                     songs)]
     songs = load(data, cfg, splits, folds, fold, limit)
     res = score_songs(songs, classes_of, cfg)
     return {"model": name, "data": str(data), "split": split, **res}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from songkit.tasks.chords import constants as C
-from songkit.tasks.chords.features import normalize_chroma
+from songkit.tasks.chords.features import normalize_chroma, rotate_chroma
 from songkit.tasks.chords.hmm import viterbi, viterbi_many
 from songkit.tasks.chords.labels import Annotation, frames_to_segments
 
@@ -56,11 +56,27 @@ def window_starts(T: int, window: int, overlap: int) -> list[tuple[int, int, int
 
 @torch.inference_mode()
 def song_log_probs(model, chromas, device="cpu", window: int = C.WINDOW_FRAMES, overlap: int = C.WINDOW_OVERLAP,
-                   batch_size: int = 32, amp: bool = True) -> list[np.ndarray]:
+                   batch_size: int = 32, amp: bool = True, rotations: int = 1) -> list[np.ndarray]:
     """Raw chroma ``(T, 24)`` per song -> ``(T, 25)`` float32 log-probabilities per song.
 
     ``window=0`` runs each song whole at batch 1 (the reference the windows are checked against).
+    ``rotations`` > 1: test-time transposition, the mean log-probability over the song moved by 0, +1, -1, +2,
+    ... semitones (each rotated back to the song's key; 12 = every key), at ``rotations`` times the cost.
     """
+    if rotations > 1:
+        shifts = [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6][:min(rotations, 12)]
+        total = None
+        for r in shifts:
+            moved = [rotate_chroma(np.asarray(c, dtype=np.float32), r) for c in chromas]
+            back = np.array([C.transpose_class(k, r) for k in range(C.NUM_CLASSES)])  # class k of the song
+            lps = song_log_probs(model, moved, device, window, overlap, batch_size, amp)
+            lps = [lp[:, back] for lp in lps]
+            total = lps if total is None else [t + lp for t, lp in zip(total, lps)]
+        outs = []
+        for t in total:
+            mean = t / len(shifts)
+            outs.append((mean - np.logaddexp.reduce(mean, axis=1, keepdims=True)).astype(np.float32))
+        return outs
     from songkit.core.device import amp_dtype, autocast
 
     dev = torch.device(device)
@@ -138,7 +154,7 @@ def is_chroma_csv(path: Path) -> bool:
 
 
 def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = None, workers: int = 2,
-              window: int = C.WINDOW_FRAMES, beats: list | None = None) -> list[Annotation]:
+              window: int = C.WINDOW_FRAMES, beats: list | None = None, rotations: int = 1) -> list[Annotation]:
     """Chord segments of every input file (audio or Chordino CSV), all songs in one batched pass.
 
     Inputs are read and turned into chroma in ``workers`` threads (decoding and the STFT release the GIL)
@@ -156,10 +172,11 @@ def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = No
     if beats is not None:
         from songkit.tasks.chords.hmm import BEAT_SELF_PROB, beat_sync_decode
 
-        log_probs = song_log_probs(model, [c for c, _ in feats], device, window=window)
+        log_probs = song_log_probs(model, [c for c, _ in feats], device, window=window, rotations=rotations)
         frame = cfg.hop_length / cfg.sample_rate
         classes = [beat_sync_decode(lp, b, frame, BEAT_SELF_PROB if self_prob is None else self_prob)
                    for lp, b in zip(log_probs, beats)]
     else:
-        classes = predict_classes(model, cfg, [c for c, _ in feats], device, self_prob, window=window)
+        classes = predict_classes(model, cfg, [c for c, _ in feats], device, self_prob, window=window,
+                                  rotations=rotations)
     return [segments(k, cfg, d) for k, (_, d) in zip(classes, feats)]
