@@ -92,12 +92,25 @@ bench-instrument:
 # Bach chorales (chroma computed from audio, so the default also sees songkit's own audio features);
 # the embedded chorales alone otherwise. About 6 CPU-minutes.
 BILLBOARD ?= ../shared/datasets/billboard
+POP909 ?= ../shared/datasets/pop909
+SF2 ?= /usr/share/sounds/sf2
 checkpoint-chords:
 	mkdir -p $(RUNS)
-	songkit -q data chords --out $(RUNS)/chords-bach --limit 60
-	if [ -d $(BILLBOARD) ]; then DATA="--data $(BILLBOARD) --data $(RUNS)/chords-bach"; else DATA="--data $(RUNS)/chords-bach"; fi; \
-	songkit train chords $$DATA --model cnn_blstm --epochs 6 --max-steps-per-epoch 100 --lr 2e-3 --seed 0 \
-		--out $(RUNS)/chords-default > $(RUNS)/chords-default.log 2>&1 || (tail -5 $(RUNS)/chords-default.log; exit 1)
+	test -d $(RUNS)/chords-bach || songkit -q data chords --out $(RUNS)/chords-bach --limit 60
+	# POP909 rendered (fluidsynth + Debian's SoundFonts): train/valid songs with three SoundFonts, and the test
+	# songs with a fourth (MuseScore) that training never hears, for `eval chords --data $(RUNS)/pop/test`
+	if [ -d $(POP909) ] && command -v fluidsynth >/dev/null; then \
+		test -d $(RUNS)/pop/train || songkit -q data chords --pop909 $(POP909) --split train --split valid \
+			--soundfont $(SF2)/FluidR3_GM.sf2 --soundfont $(SF2)/TimGM6mb.sf2 --soundfont $(SF2)/sf_GMbank.sf2 \
+			--out $(RUNS)/pop/train; \
+		test -d $(RUNS)/pop/test || songkit -q data chords --pop909 $(POP909) --split test \
+			--soundfont /usr/share/sounds/sf3/MuseScore_General.sf3 --out $(RUNS)/pop/test; fi
+	DATA="--data $(RUNS)/chords-bach"; \
+	if [ -d $(BILLBOARD) ]; then DATA="$$DATA --data $(BILLBOARD)"; fi; \
+	if [ -d $(RUNS)/pop/train ]; then DATA="$$DATA --data $(RUNS)/pop/train"; fi; \
+	songkit train chords $$DATA --model cnn_blstm --epochs 10 --max-steps-per-epoch 250 --lr 2e-3 \
+		--learn-transitions --every-song --seed 0 --force --out $(RUNS)/chords-default \
+		> $(RUNS)/chords-default.log 2>&1 || (tail -5 $(RUNS)/chords-default.log; exit 1)
 	cp $(RUNS)/chords-default/best.ckpt src/songkit/tasks/chords/weights/default.ckpt
 
 bench-chords: bench-deps
