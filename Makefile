@@ -65,7 +65,7 @@ data-instrument:
 
 checkpoint-instrument: data-instrument
 	OMP_NUM_THREADS=1 songkit train instrument $(foreach s,$(INSTRUMENT_SF),--data $(INSTRUMENT_SETS)/$(s)) \
-		--model cnn2d --limit 1500 --epochs 6 --seed 0 --workers 0 --force --out $(RUNS)/instrument-default \
+		--model cnn2d --limit 5000 --epochs 4 --seed 0 --workers 0 --force --out $(RUNS)/instrument-default \
 		> $(RUNS)/instrument-default.log 2>&1 || (tail -5 $(RUNS)/instrument-default.log; exit 1)
 	cp $(RUNS)/instrument-default/best.ckpt src/songkit/tasks/instrument/weights/default.ckpt
 
