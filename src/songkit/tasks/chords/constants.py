@@ -21,7 +21,7 @@ A_OFFSET = 9  # chroma bin 0 is A = semitone 9 above C
 # Anti-alias filter of the resampler to SAMPLE_RATE. The semitone filterbank stops at 3.95 kHz, so the filter
 # only has to keep 0-3.95 kHz flat and stop what would fold onto it (above 11,025 - 3,950 = 7,075 Hz): 6 zero
 # crossings at the Nyquist cut-off (52 taps from 44.1 kHz: passband within 0.6%, -44 dB where it matters)
-# instead of the general resampler's 16 (140 taps), 2.5x cheaper; chroma within 1e-3 (tests/test_chords_features).
+# instead of the general resampler's 16 (140 taps), 2.5x cheaper; chroma within 1e-3 (tests/test_chords_audio.py).
 RESAMPLE_ZERO_CROSSINGS = 6
 RESAMPLE_ROLLOFF = 1.0
 FEATURES_VERSION = 2  # bump when the chain changes (feature cache key)

@@ -197,7 +197,8 @@ class TuneStream:
         self.n_chars = len(stream)
         # --transpose: the tunes' text, moved to a new key per epoch (a transposed stream is a little longer or
         # shorter; the epoch's layout keeps the original length, wrapping around when it is shorter)
-        self.tunes, self.vocab, self.transpose = (list(tunes), list(vocab), True) if transpose else (None, None, False)
+        self.transpose = transpose
+        self.tunes, self.vocab = list(tunes), list(vocab)
         self.n_streams, self.seq_len, self.seed = n_streams * world, seq_len, seed
         self.rank, self.world = rank, world
         self.per_row = (self.n_chars - 1) // self.n_streams

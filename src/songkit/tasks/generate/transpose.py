@@ -24,6 +24,7 @@ MODES = {"": 0, "maj": 0, "ion": 0, "m": -3, "min": -3, "aeo": -3, "mix": -1, "d
          "loc": -5}
 ACC_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
 ACC_VALUE = {"__": -2, "_": -1, "=": 0, "^": 1, "^^": 2}
+ACCIDENTAL_SIGN = {"#": 1, "b": -1, "": 0}  # in key names and chord symbols
 
 # body tokens: chord symbol / annotation in quotes, !decoration!, +decoration+, inline field, a note
 _TOKEN = re.compile(r'"[^"\n]*"|![^!\n]*!|\+[^+\n]*\+|\[[A-Za-z]:[^\]\n]*\]|(\^\^|\^|__|_|=)?([A-Ga-g])([,\']*)')
@@ -56,7 +57,7 @@ def plan(key_value: str, semitones: int):
     if mode_key not in MODES or "exp" in rest or re.search(r"(^|\s)[_^=]", rest):
         return None  # unknown mode, or explicit key-signature accidentals
     letter = LETTERS.index(tonic)
-    acc = {"#": 1, "b": -1, "": 0}[acc_s]
+    acc = ACCIDENTAL_SIGN[acc_s]
     target = (NATURAL[letter] + acc + semitones) % 12
     best = None
     for new_letter in range(7):
@@ -103,7 +104,7 @@ def _move_chord_symbol(text: str, steps: int, semitones: int) -> str | None:
 
     def move(m):
         idx = LETTERS.index(m.group(1))
-        acc = {"#": 1, "b": -1, "": 0}[m.group(2)]
+        acc = ACCIDENTAL_SIGN[m.group(2)]
         new_idx = (idx + steps) % 7
         value = (NATURAL[idx] + acc + semitones - NATURAL[new_idx] + 6) % 12 - 6
         if abs(value) > 2:
@@ -147,17 +148,13 @@ def transpose_tune(text: str, semitones: int) -> str | None:
         moved = _move_body(body[0], steps, semitones)
         if moved is None:
             return None
-        out.append(moved + ("%" + body[1] if len(body) > 1 else ""))
-        # an inline [K:] changes the steps for the rest of the tune
-        for m in re.finditer(r"\[K:([^\]\n]*)\]", body[0]):
-            p = plan(m.group(1), semitones)
-            if p is None:
-                return None
-            steps = p[0]
+        text, steps = moved  # an inline [K:] changes the steps for the rest of the tune
+        out.append(text + ("%" + body[1] if len(body) > 1 else ""))
     return "\n".join(out)
 
 
-def _move_body(line: str, steps: int, semitones: int) -> str | None:
+def _move_body(line: str, steps: int, semitones: int) -> tuple[str, int] | None:
+    """One music line moved, and the letter steps in force at its end (an inline key changes them)."""
     pieces, pos = [], 0
     for m in _TOKEN.finditer(line):
         pieces.append(line[pos:m.start()])
@@ -178,4 +175,4 @@ def _move_body(line: str, steps: int, semitones: int) -> str | None:
         pieces.append(moved)
         pos = m.end()
     pieces.append(line[pos:])
-    return "".join(pieces)
+    return "".join(pieces), steps
