@@ -113,7 +113,7 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     if "frontend" in spec:
         cfg = replace(cfg, frontend=spec["frontend"])
     aug = AugmentConfig(**spec["augment"]) if spec["augment"] is not None else None
-    out = cache / "runs" / f"{model}-{recipe}-{held}"
+    out = cache / "runs" / f"{model}-{recipe}-{notes or 'all'}x{epochs}-{held}"
     run = TrainRun(out=out, epochs=epochs, batch_size=32, lr=8e-4, optimizer="adam", weight_decay=0.0,
                    schedule="none", device="cpu", seed=seed, workers=workers, force=True)
     t0 = time.time()
@@ -121,10 +121,20 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     ckpt_model, _ = load(out / "best.ckpt", "cpu")
     scores = score_notes(ckpt_model, NSynthNotes(test_ex, input_samples(ckpt_model)), workers=workers)
     m = metrics_of(scores.confusion)
-    return {"model": model, "recipe": recipe, "held_out": held, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+    return {"model": model, "recipe": recipe, "held_out": held, "budget": budget_of(notes, epochs),
+            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
             "test_notes": scores.notes, "train_notes": len(train_ex), "epochs": epochs,
             "best_val_acc": max(h["val_acc"] for h in history), "seconds": round(time.time() - t0),
             "per_family_f1": {k: v["f1"] for k, v in m["per_family"].items()}}
+
+
+def budget_of(notes: int, epochs: int) -> str:
+    """The requested budget, the key that tells runs of one recipe apart (0 notes: every training note)."""
+    return f"{notes:,} notes x {epochs} epochs" if notes else f"all notes x {epochs} epochs"
+
+
+def row_budget(r: dict) -> str:
+    return r.get("budget") or budget_of(r["train_notes"], r["epochs"])
 
 
 def table(cache: Path) -> str:
@@ -133,14 +143,15 @@ def table(cache: Path) -> str:
     rows = [json.loads(line) for line in (cache / "results.jsonl").read_text().splitlines() if line.strip()]
     held = [n for n in SOUNDFONTS if any(r["held_out"] == n for r in rows)]
     lines = ["| model | recipe | " + " | ".join(held) + " | mean | worst |", "|---" * (len(held) + 4) + "|"]
-    for key in dict.fromkeys((r["model"], r["recipe"]) for r in rows):
-        acc = {r["held_out"]: r["accuracy"] for r in rows if (r["model"], r["recipe"]) == key}
+    # one row per recipe and budget: the same recipe at another --notes/--epochs is another row
+    for key in dict.fromkeys((r["model"], r["recipe"], row_budget(r)) for r in rows):
+        acc = {r["held_out"]: r["accuracy"] for r in rows if (r["model"], r["recipe"], row_budget(r)) == key}
         vals = [acc.get(h, math.nan) for h in held]
         done = [v for v in vals if not math.isnan(v)]
         cells = " | ".join("-" if math.isnan(v) else f"{v:.3f}" for v in vals)
         partial = "" if len(done) == len(held) else f" ({len(done)} of {len(held)} folds)"
         mean, worst = f"{sum(done) / len(done):.3f}{partial}", f"{min(done):.3f}{partial}"
-        lines.append(f"| {key[0]} | {key[1]} | {cells} | {mean} | {worst} |")
+        lines.append(f"| {key[0]} | {key[1]}, {key[2]} | {cells} | {mean} | {worst} |")
     return "\n".join(lines)
 
 
@@ -167,9 +178,11 @@ def main() -> None:
     results = args.cache / "results.jsonl"
     done = set()
     if results.is_file():
-        done = {(r["model"], r["recipe"], r["held_out"]) for r in map(json.loads, results.read_text().splitlines())}
+        done = {(r["model"], r["recipe"], row_budget(r), r["held_out"])
+                for r in map(json.loads, results.read_text().splitlines())}
     for held in args.held_out or list(SOUNDFONTS):
-        if (args.model, args.recipe, held) in done or not (args.cache / held).is_dir():
+        key = (args.model, args.recipe, budget_of(args.notes, args.epochs), held)
+        if key in done or not (args.cache / held).is_dir():
             continue
         row = run_fold(args.cache, held, args.model, args.recipe, args.epochs, args.notes, args.seed, args.workers,
                        args.test_notes)
