@@ -108,7 +108,7 @@ checkpoint-chords:
 	DATA="--data $(RUNS)/chords-bach"; \
 	if [ -d $(BILLBOARD) ]; then DATA="$$DATA --data $(BILLBOARD)"; fi; \
 	if [ -d $(RUNS)/pop/train ]; then DATA="$$DATA --data $(RUNS)/pop/train"; fi; \
-	songkit train chords $$DATA --model cnn_blstm --epochs 10 --max-steps-per-epoch 250 --lr 2e-3 \
+	songkit train chords $$DATA --model cnn_blstm --epochs 16 --max-steps-per-epoch 250 --lr 2e-3 \
 		--learn-transitions --every-song --seed 0 --force --out $(RUNS)/chords-default \
 		> $(RUNS)/chords-default.log 2>&1 || (tail -5 $(RUNS)/chords-default.log; exit 1)
 	cp $(RUNS)/chords-default/best.ckpt src/songkit/tasks/chords/weights/default.ckpt
