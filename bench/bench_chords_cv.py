@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150, help="Steps per epoch (0: full passes).")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
     ap.add_argument("--out", type=Path, default=Path("runs/chords-cv"))
     ap.add_argument("--merge", type=Path, nargs="*", default=[],
@@ -95,7 +96,7 @@ def main() -> None:
                            device="cpu", seed=0, workers=0, force=True)
             t0 = time.time()
             train(run.data, run, TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=True,
-                                              folds=args.folds, fold=fold))
+                                              label_smoothing=args.label_smoothing, folds=args.folds, fold=fold))
             seconds = time.time() - t0
             for decoder, self_prob in (("uniform", 0.9), ("learned", None)):
                 res = evaluate(run_dir / "best.ckpt", args.data, "test", "cpu", self_prob, folds=args.folds, fold=fold)

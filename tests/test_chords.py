@@ -260,6 +260,24 @@ def test_training_windows_are_transposed_song_slices():
     assert (again.window_start == ds.window_start).all() and [again.shift(i) for i in range(len(ds))] == shifts
 
 
+def test_label_smoothing_reaches_the_training_loss():
+    from songkit.tasks.chords.train import ChordTrainTask
+
+    songs = _synthetic_songs(2, frames=64)
+    y = torch.tensor([[3, 0, C.IGNORE]])  # (B=1, L=3): the padded frame is ignored
+    logits = torch.zeros(1, 3, C.NUM_CLASSES)
+    logits[0, 0, 3] = logits[0, 1, 0] = 10.0  # confident and right on both scored frames
+    model = lambda x: logits  # noqa: E731
+    losses = {}
+    for e in (0.0, 0.2):
+        task = ChordTrainTask(songs, songs, seq_len=3, batch_size=1, seed=0, label_smoothing=e)
+        losses[e], n = task.train_step(model, (torch.zeros(1, 3, C.CHROMA_DIM), y), "cpu")
+        assert n == 2
+    lp = torch.log_softmax(logits[0, 0], -1)  # both scored frames have the same distribution up to order
+    expected = -(0.8 * lp[3] + 0.2 * lp.mean())
+    assert torch.isclose(losses[0.2], expected, atol=1e-5) and losses[0.0] < 0.01 < losses[0.2]
+
+
 def test_window_layout_tiles_the_song():
     for T in (1, 100, 1024, 1025, 3000, 5171):
         lay = infer.window_starts(T, 1024, 128)

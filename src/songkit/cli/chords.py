@@ -114,6 +114,9 @@ def train_chords(
     learn_transitions: Annotated[bool, typer.Option(
         "--learn-transitions/--no-learn-transitions",
         help="HMM transitions counted from the training labels (key-invariant) instead of one --self-prob.")] = False,
+    label_smoothing: Annotated[float, typer.Option(
+        "--label-smoothing", min=0.0, max=0.5, metavar="E",
+        help="Cross-entropy against (1 - E) one-hot + E uniform (0: off; see docs/chords.md).")] = 0.0,
     limit: Limit = 0,
     folds: Folds = 0,
     fold: Fold = 0,
@@ -123,8 +126,8 @@ def train_chords(
 ) -> None:
     """Train a chord model on Billboard chroma and/or audio+.lab folders (default: the embedded Bach chorales)."""
     options = TrainOptions(model=model, seq_len=seq_len, hidden_size=hidden_size, augment=augment,
-                           learn_transitions=learn_transitions, limit=limit, folds=folds, fold=fold,
-                           every_song=every_song)
+                           learn_transitions=learn_transitions, label_smoothing=label_smoothing, limit=limit,
+                           folds=folds, fold=fold, every_song=every_song)
     start_training("chords", run, options)
 
 

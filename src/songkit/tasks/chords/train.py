@@ -18,12 +18,13 @@ class ChordTrainTask:
     """The duck-typed task of ``core.train.fit``: seeded windows in, cross-entropy out."""
 
     def __init__(self, train_songs, valid_songs, seq_len: int, batch_size: int, seed: int, augment: bool = True,
-                 workers: int = 0):
+                 workers: int = 0, label_smoothing: float = 0.0):
         from songkit.tasks.chords.data import ChromaWindows
 
         self.windows = ChromaWindows(train_songs, seq_len, seed, augment)
         self.valid = valid_songs or train_songs[:1]
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
+        self.label_smoothing = label_smoothing
 
     def batches(self, epoch: int, rank: int = 0, world: int = 1):
         from songkit.core.data import make_loader
@@ -39,7 +40,7 @@ class ChordTrainTask:
         x, y = (t.to(device) for t in batch)  # (B, L, 24), (B, L)
         logits = model(x).float()  # (B, L, 25)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                 ignore_index=C.IGNORE)
+                                                 ignore_index=C.IGNORE, label_smoothing=self.label_smoothing)
         return loss, int((y != C.IGNORE).sum())
 
     def evaluate(self, model, device) -> dict[str, float]:
@@ -105,7 +106,7 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
     log(f"chords: {options.model}, {len(train_songs)} train songs ({frames} frames), "
         f"{len(valid_songs)} validation songs")
     task = ChordTrainTask(train_songs, valid_songs, options.seq_len, run.batch_size, run.seed, options.augment,
-                          run.workers)
+                          run.workers, options.label_smoothing)
     meta = {"task": C.TASK, "model": options.model, "config": asdict(cfg), "vocab": C.VOCAB,
             "extra": {"data": name, "input": "bothchroma24-normalized", "seq_len": options.seq_len,
                       "folds": options.folds, "fold": options.fold,
