@@ -54,8 +54,8 @@ loco-generate:
 # instrument: NSynth-format notes rendered from every distinct General MIDI SoundFont Debian packages
 # (`pip install -e .[soundfont]`; `apt-get install fluidsynth timgm6mb-soundfont fluid-soundfont-gm
 # musescore-general-soundfont csound-soundfont opl3-soundfont`), one folder per SoundFont split by GM program
-# (about 24,000 notes; 30 minutes on a busy 2-core machine). The shipped default: cnn2d on all five
-# (1,500 random notes, 6 epochs, best epoch on their valid programs; ~45 minutes on a busy machine)
+# (about 24,000 notes; 3-4 minutes on 2 cores). The shipped default: cnn2d on every training note of all five
+# (17,465 notes, 6 epochs, best epoch on their valid programs; about 40 minutes on one core)
 SF2 ?= /usr/share/sounds/sf2
 SF3 ?= /usr/share/sounds/sf3
 INSTRUMENT_SETS ?= $(RUNS)/instrument-sets
@@ -65,7 +65,7 @@ data-instrument:
 
 checkpoint-instrument: data-instrument
 	OMP_NUM_THREADS=1 songkit train instrument $(foreach s,$(INSTRUMENT_SF),--data $(INSTRUMENT_SETS)/$(s)) \
-		--model cnn2d --limit 5000 --epochs 4 --seed 0 --workers 0 --force --out $(RUNS)/instrument-default \
+		--model cnn2d --limit 0 --epochs 6 --seed 0 --workers 0 --force --out $(RUNS)/instrument-default \
 		> $(RUNS)/instrument-default.log 2>&1 || (tail -5 $(RUNS)/instrument-default.log; exit 1)
 	cp $(RUNS)/instrument-default/best.ckpt src/songkit/tasks/instrument/weights/default.ckpt
 

@@ -4,12 +4,14 @@ train on the others and test on every instrument of the held-out one (issue 11).
     python bench/bench_instrument_loso.py render [--cache DIR]           # once: every SoundFont, NSynth layout
     python bench/bench_instrument_loso.py run --model cnn2d --recipe base [--epochs 3] [--notes 1500]
     python bench/bench_instrument_loso.py table [--cache DIR]            # every result so far, markdown
+    python bench/bench_instrument_loso.py rescore [--cache DIR]          # add the unseen-program score to old rows
 
 ``render`` writes one NSynth-layout folder per SoundFont under the cache (split by GM program with a fixed
 seed: the same programs are train/valid/test in every SoundFont), pitch step 2 over each family's range,
 velocities 75 and 127. A fold trains on the other SoundFonts' ``nsynth-train`` notes, selects its epoch on
 their ``nsynth-valid`` notes (other programs: never the held-out SoundFont), and tests on all of the
-held-out SoundFont's notes. Each (model, recipe, held-out SoundFont) result is one JSON line in
+held-out SoundFont's notes; its ``test`` programs alone (GM programs no SoundFont trained on) give the
+stricter "unseen programs" score. Each (model, recipe, held-out SoundFont) result is one JSON line in
 ``CACHE/results.jsonl``; finished folds are not run again (delete the line to re-run one).
 Run it in the background with OMP_NUM_THREADS=1 on a shared machine.
 """
@@ -121,11 +123,43 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     ckpt_model, _ = load(out / "best.ckpt", "cpu")
     scores = score_notes(ckpt_model, NSynthNotes(test_ex, input_samples(ckpt_model)), workers=workers)
     m = metrics_of(scores.confusion)
+    unseen = unseen_programs(cache, held, ckpt_model, workers)
     return {"model": model, "recipe": recipe, "held_out": held, "budget": budget_of(notes, epochs),
-            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], **unseen,
             "test_notes": scores.notes, "train_notes": len(train_ex), "epochs": epochs,
             "best_val_acc": max(h["val_acc"] for h in history), "seconds": round(time.time() - t0),
             "per_family_f1": {k: v["f1"] for k, v in m["per_family"].items()}}
+
+
+def unseen_programs(cache: Path, held: str, model, workers: int = 0) -> dict:
+    """Accuracy on the held-out SoundFont's ``test`` programs only: GM programs that no SoundFont trained on
+    (the program split is the same in every SoundFont), so both the samples and the instrument are new."""
+    from songkit.tasks.instrument.evaluate import metrics_of, score_notes
+    from songkit.tasks.instrument.model import input_samples
+    from songkit.tasks.instrument.nsynth import NSynthNotes
+
+    test = examples_of(cache / held, "test")
+    m = metrics_of(score_notes(model, NSynthNotes(test, input_samples(model)), workers=workers).confusion)
+    return {"unseen_program_accuracy": m["accuracy"], "unseen_program_notes": len(test)}
+
+
+def rescore(cache: Path) -> None:
+    """Add ``unseen_program_accuracy`` to finished folds whose checkpoint is still in CACHE/runs."""
+    from songkit.tasks.instrument.infer import load
+
+    path = cache / "results.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in rows:
+        ckpt = cache / "runs" / f"{r['model']}-{r['recipe']}-{r['budget'].split()[0].replace(',', '')}x" \
+            f"{r['epochs']}-{r['held_out']}" / "best.ckpt"
+        if "unseen_program_accuracy" in r or not ckpt.is_file():
+            continue
+        r.update(unseen_programs(cache, r["held_out"], load(ckpt, "cpu")[0]))
+        print(f"{r['model']} {r['recipe']} {r['held_out']}: unseen programs {r['unseen_program_accuracy']:.3f}",
+              file=sys.stderr, flush=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
 
 
 def budget_of(notes: int, epochs: int) -> str:
@@ -142,22 +176,26 @@ def table(cache: Path) -> str:
 
     rows = [json.loads(line) for line in (cache / "results.jsonl").read_text().splitlines() if line.strip()]
     held = [n for n in SOUNDFONTS if any(r["held_out"] == n for r in rows)]
-    lines = ["| model | recipe | " + " | ".join(held) + " | mean | worst |", "|---" * (len(held) + 4) + "|"]
+    lines = ["| model | recipe | " + " | ".join(held) + " | mean | worst | mean, unseen programs |",
+             "|---" * (len(held) + 5) + "|"]
     # one row per recipe and budget: the same recipe at another --notes/--epochs is another row
     for key in dict.fromkeys((r["model"], r["recipe"], row_budget(r)) for r in rows):
-        acc = {r["held_out"]: r["accuracy"] for r in rows if (r["model"], r["recipe"], row_budget(r)) == key}
+        mine = [r for r in rows if (r["model"], r["recipe"], row_budget(r)) == key]
+        acc = {r["held_out"]: r["accuracy"] for r in mine}
+        unseen = [r["unseen_program_accuracy"] for r in mine if "unseen_program_accuracy" in r]
         vals = [acc.get(h, math.nan) for h in held]
         done = [v for v in vals if not math.isnan(v)]
         cells = " | ".join("-" if math.isnan(v) else f"{v:.3f}" for v in vals)
         partial = "" if len(done) == len(held) else f" ({len(done)} of {len(held)} folds)"
         mean, worst = f"{sum(done) / len(done):.3f}{partial}", f"{min(done):.3f}{partial}"
-        lines.append(f"| {key[0]} | {key[1]}, {key[2]} | {cells} | {mean} | {worst} |")
+        strict = f"{sum(unseen) / len(unseen):.3f}" if len(unseen) == len(held) else "-"
+        lines.append(f"| {key[0]} | {key[1]}, {key[2]} | {cells} | {mean} | {worst} | {strict} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("step", choices=["render", "run", "table"])
+    ap.add_argument("step", choices=["render", "run", "table", "rescore"])
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--model", default="cnn2d")
     ap.add_argument("--recipe", default="base", choices=list(RECIPES))
@@ -171,6 +209,9 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.step == "render":
         render(args.cache)
+        return
+    if args.step == "rescore":
+        rescore(args.cache)
         return
     if args.step == "table":
         print(table(args.cache))
