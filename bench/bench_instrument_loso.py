@@ -91,10 +91,8 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
 
     from songkit.core.train import TrainRun
     from songkit.tasks.instrument.augment import AugmentConfig
-    from songkit.tasks.instrument.evaluate import metrics_of, score_notes
     from songkit.tasks.instrument.infer import load
-    from songkit.tasks.instrument.model import MODELS, input_samples
-    from songkit.tasks.instrument.nsynth import NSynthNotes
+    from songkit.tasks.instrument.model import MODELS
     from songkit.tasks.instrument.train import train_examples
 
     spec = RECIPES[recipe]
@@ -115,14 +113,13 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     if "frontend" in spec:
         cfg = replace(cfg, frontend=spec["frontend"])
     aug = AugmentConfig(**spec["augment"]) if spec["augment"] is not None else None
-    out = cache / "runs" / f"{model}-{recipe}-{notes or 'all'}x{epochs}-{held}"
+    out = run_folder(cache, model, recipe, notes, epochs, held)
     run = TrainRun(out=out, epochs=epochs, batch_size=32, lr=8e-4, optimizer="adam", weight_decay=0.0,
                    schedule="none", device="cpu", seed=seed, workers=workers, force=True)
     t0 = time.time()
     history = train_examples(train_ex, valid_ex, run, model, cfg, aug)
     ckpt_model, _ = load(out / "best.ckpt", "cpu")
-    scores = score_notes(ckpt_model, NSynthNotes(test_ex, input_samples(ckpt_model)), workers=workers)
-    m = metrics_of(scores.confusion)
+    scores, m = score(ckpt_model, test_ex, workers)
     unseen = unseen_programs(cache, held, ckpt_model, workers)
     return {"model": model, "recipe": recipe, "held_out": held, "budget": budget_of(notes, epochs),
             "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], **unseen,
@@ -131,35 +128,43 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
             "per_family_f1": {k: v["f1"] for k, v in m["per_family"].items()}}
 
 
-def unseen_programs(cache: Path, held: str, model, workers: int = 0) -> dict:
-    """Accuracy on the held-out SoundFont's ``test`` programs only: GM programs that no SoundFont trained on
-    (the program split is the same in every SoundFont), so both the samples and the instrument are new."""
+def run_folder(cache: Path, model: str, recipe: str, notes: int, epochs: int, held: str) -> Path:
+    return cache / "runs" / f"{model}-{recipe}-{notes or 'all'}x{epochs}-{held}"
+
+
+def score(model, examples, workers: int = 0):
+    """(Scores, metrics) of ``model`` on ``examples``."""
     from songkit.tasks.instrument.evaluate import metrics_of, score_notes
     from songkit.tasks.instrument.model import input_samples
     from songkit.tasks.instrument.nsynth import NSynthNotes
 
+    scores = score_notes(model, NSynthNotes(examples, input_samples(model)), workers=workers)
+    return scores, metrics_of(scores.confusion)
+
+
+def unseen_programs(cache: Path, held: str, model, workers: int = 0) -> dict:
+    """Accuracy on the held-out SoundFont's ``test`` programs only: GM programs that no SoundFont trained on
+    (the program split is the same in every SoundFont), so both the samples and the instrument are new."""
     test = examples_of(cache / held, "test")
-    m = metrics_of(score_notes(model, NSynthNotes(test, input_samples(model)), workers=workers).confusion)
-    return {"unseen_program_accuracy": m["accuracy"], "unseen_program_notes": len(test)}
+    return {"unseen_program_accuracy": score(model, test, workers)[1]["accuracy"], "unseen_program_notes": len(test)}
 
 
 def rescore(cache: Path) -> None:
     """Add ``unseen_program_accuracy`` to finished folds whose checkpoint is still in CACHE/runs."""
+    from songkit.core.io import atomic_write_text
     from songkit.tasks.instrument.infer import load
 
     path = cache / "results.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for r in rows:
-        ckpt = cache / "runs" / f"{r['model']}-{r['recipe']}-{r['budget'].split()[0].replace(',', '')}x" \
-            f"{r['epochs']}-{r['held_out']}" / "best.ckpt"
+        notes = 0 if row_budget(r).startswith("all") else int(row_budget(r).split()[0].replace(",", ""))
+        ckpt = run_folder(cache, r["model"], r["recipe"], notes, r["epochs"], r["held_out"]) / "best.ckpt"
         if "unseen_program_accuracy" in r or not ckpt.is_file():
             continue
         r.update(unseen_programs(cache, r["held_out"], load(ckpt, "cpu")[0]))
         print(f"{r['model']} {r['recipe']} {r['held_out']}: unseen programs {r['unseen_program_accuracy']:.3f}",
               file=sys.stderr, flush=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def budget_of(notes: int, epochs: int) -> str:
