@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--no-amp", action="store_true", help="plain fp32 (the default: bf16 where it pays)")
     ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
     ap.add_argument("--out", type=Path, default=Path("runs/chords-cv"))
     ap.add_argument("--merge", type=Path, nargs="*", default=[],
@@ -93,7 +94,7 @@ def main() -> None:
             run_dir = args.out / name / f"fold{fold}"
             run = TrainRun(data=[args.data, *args.extra_data], out=run_dir, epochs=args.epochs,
                            batch_size=args.batch_size, lr=LR.get(model, 1e-3), max_steps_per_epoch=args.steps,
-                           device="cpu", seed=0, workers=0, force=True)
+                           device="cpu", seed=0, workers=0, force=True, amp=not args.no_amp)
             t0 = time.time()
             train(run.data, run, TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=True,
                                               label_smoothing=args.label_smoothing, folds=args.folds, fold=fold))

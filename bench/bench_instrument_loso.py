@@ -44,6 +44,8 @@ RECIPES = {
     "aug_level": {"notes_per_instrument": 0, "augment": {}},  # gain, shift, speed, noise, mixup
     "aug_timbre": {"notes_per_instrument": 0, "augment": {"eq_db": 8.0, "reverb": 0.3}},
     "pcen": {"notes_per_instrument": 0, "augment": None, "frontend": "pcen"},
+    # all_notes in plain fp32 (--no-amp) for training and scoring: the reference of the bf16 default path
+    "all_notes_fp32": {"notes_per_instrument": 0, "augment": None, "amp": False},
 }
 
 
@@ -115,12 +117,13 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     aug = AugmentConfig(**spec["augment"]) if spec["augment"] is not None else None
     out = run_folder(cache, model, recipe, notes, epochs, held)
     run = TrainRun(out=out, epochs=epochs, batch_size=32, lr=8e-4, optimizer="adam", weight_decay=0.0,
-                   schedule="none", device="cpu", seed=seed, workers=workers, force=True)
+                   schedule="none", device="cpu", seed=seed, workers=workers, force=True,
+                   amp=spec.get("amp", True))
     t0 = time.time()
     history = train_examples(train_ex, valid_ex, run, model, cfg, aug)
     ckpt_model, _ = load(out / "best.ckpt", "cpu")
-    scores, m = score(ckpt_model, test_ex, workers)
-    unseen = unseen_programs(cache, held, ckpt_model, workers)
+    scores, m = score(ckpt_model, test_ex, workers, run.amp)
+    unseen = unseen_programs(cache, held, ckpt_model, workers, run.amp)
     return {"model": model, "recipe": recipe, "held_out": held, "budget": budget_of(notes, epochs),
             "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], **unseen,
             "test_notes": scores.notes, "train_notes": len(train_ex), "epochs": epochs,
@@ -132,21 +135,22 @@ def run_folder(cache: Path, model: str, recipe: str, notes: int, epochs: int, he
     return cache / "runs" / f"{model}-{recipe}-{notes or 'all'}x{epochs}-{held}"
 
 
-def score(model, examples, workers: int = 0):
+def score(model, examples, workers: int = 0, amp: bool = True):
     """(Scores, metrics) of ``model`` on ``examples``."""
     from songkit.tasks.instrument.evaluate import metrics_of, score_notes
     from songkit.tasks.instrument.model import input_samples
     from songkit.tasks.instrument.nsynth import NSynthNotes
 
-    scores = score_notes(model, NSynthNotes(examples, input_samples(model)), workers=workers)
+    scores = score_notes(model, NSynthNotes(examples, input_samples(model)), workers=workers, amp=amp)
     return scores, metrics_of(scores.confusion)
 
 
-def unseen_programs(cache: Path, held: str, model, workers: int = 0) -> dict:
+def unseen_programs(cache: Path, held: str, model, workers: int = 0, amp: bool = True) -> dict:
     """Accuracy on the held-out SoundFont's ``test`` programs only: GM programs that no SoundFont trained on
     (the program split is the same in every SoundFont), so both the samples and the instrument are new."""
     test = examples_of(cache / held, "test")
-    return {"unseen_program_accuracy": score(model, test, workers)[1]["accuracy"], "unseen_program_notes": len(test)}
+    accuracy = score(model, test, workers, amp)[1]["accuracy"]
+    return {"unseen_program_accuracy": accuracy, "unseen_program_notes": len(test)}
 
 
 def rescore(cache: Path) -> None:
@@ -161,7 +165,8 @@ def rescore(cache: Path) -> None:
         ckpt = run_folder(cache, r["model"], r["recipe"], notes, r["epochs"], r["held_out"]) / "best.ckpt"
         if "unseen_program_accuracy" in r or not ckpt.is_file():
             continue
-        r.update(unseen_programs(cache, r["held_out"], load(ckpt, "cpu")[0]))
+        amp = RECIPES.get(r["recipe"], {}).get("amp", True)
+        r.update(unseen_programs(cache, r["held_out"], load(ckpt, "cpu")[0], amp=amp))
         print(f"{r['model']} {r['recipe']} {r['held_out']}: unseen programs {r['unseen_program_accuracy']:.3f}",
               file=sys.stderr, flush=True)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

@@ -44,10 +44,10 @@ class TokenRNNConfig:
 class TokenRNN(nn.Module):
     """(B, T, F) ids -> F logits tensors of shape (B, T, V_f)."""
 
-    # fp32 by default: bf16 autocast trained the default GRU at 0.06x the fp32 speed on the only CPU
-    # measured (no native bf16; bench_tokenize.py --sections precision), and a GRU's per-step (B, 256)
-    # matmuls are small for bf16 to pay back its casts; revisit with a measurement on AMX
-    use_amp = False
+    # bf16 autocast where the hardware has it (core.device.amp_dtype): on a CPU with AVX512-BF16 the
+    # default GRU trains 1.72x faster with the same validation loss (bench_tokenize.py --sections
+    # precision; docs/tokenize.md); a CPU without native bf16 stays fp32 (emulated bf16 ran 0.06x)
+    use_amp = True
 
     def __init__(self, cfg: TokenRNNConfig):
         super().__init__()
