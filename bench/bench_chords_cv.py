@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--hidden-size", type=int, default=0, help="LSTM units per direction (0: the model's default)")
     ap.add_argument("--no-amp", action="store_true", help="plain fp32 (the default: bf16 where it pays)")
     ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
     ap.add_argument("--out", type=Path, default=Path("runs/chords-cv"))
@@ -96,8 +97,10 @@ def main() -> None:
                            batch_size=args.batch_size, lr=LR.get(model, 1e-3), max_steps_per_epoch=args.steps,
                            device="cpu", seed=0, workers=0, force=True, amp=not args.no_amp)
             t0 = time.time()
-            train(run.data, run, TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=True,
-                                              label_smoothing=args.label_smoothing, folds=args.folds, fold=fold))
+            options = TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=True,
+                                   hidden_size=args.hidden_size, label_smoothing=args.label_smoothing,
+                                   folds=args.folds, fold=fold)
+            train(run.data, run, options)
             seconds = time.time() - t0
             for decoder, self_prob in (("uniform", 0.9), ("learned", None)):
                 res = evaluate(run_dir / "best.ckpt", args.data, "test", "cpu", self_prob, folds=args.folds, fold=fold)

@@ -115,7 +115,7 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     if "frontend" in spec:
         cfg = replace(cfg, frontend=spec["frontend"])
     aug = AugmentConfig(**spec["augment"]) if spec["augment"] is not None else None
-    out = run_folder(cache, model, recipe, notes, epochs, held)
+    out = run_folder(cache, model, recipe, notes, epochs, held, seed)
     run = TrainRun(out=out, epochs=epochs, batch_size=32, lr=8e-4, optimizer="adam", weight_decay=0.0,
                    schedule="none", device="cpu", seed=seed, workers=workers, force=True,
                    amp=spec.get("amp", True))
@@ -124,15 +124,15 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     ckpt_model, _ = load(out / "best.ckpt", "cpu")
     scores, m = score(ckpt_model, test_ex, workers, run.amp)
     unseen = unseen_programs(cache, held, ckpt_model, workers, run.amp)
-    return {"model": model, "recipe": recipe, "held_out": held, "budget": budget_of(notes, epochs),
+    return {"model": model, "recipe": recipe, "held_out": held, "budget": budget_of(notes, epochs, seed), "seed": seed,
             "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], **unseen,
             "test_notes": scores.notes, "train_notes": len(train_ex), "epochs": epochs,
             "best_val_acc": max(h["val_acc"] for h in history), "seconds": round(time.time() - t0),
             "per_family_f1": {k: v["f1"] for k, v in m["per_family"].items()}}
 
 
-def run_folder(cache: Path, model: str, recipe: str, notes: int, epochs: int, held: str) -> Path:
-    return cache / "runs" / f"{model}-{recipe}-{notes or 'all'}x{epochs}-{held}"
+def run_folder(cache: Path, model: str, recipe: str, notes: int, epochs: int, held: str, seed: int = 0) -> Path:
+    return cache / "runs" / f"{model}-{recipe}-{notes or 'all'}x{epochs}-{held}{f'-seed{seed}' if seed else ''}"
 
 
 def score(model, examples, workers: int = 0, amp: bool = True):
@@ -162,7 +162,8 @@ def rescore(cache: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for r in rows:
         notes = 0 if row_budget(r).startswith("all") else int(row_budget(r).split()[0].replace(",", ""))
-        ckpt = run_folder(cache, r["model"], r["recipe"], notes, r["epochs"], r["held_out"]) / "best.ckpt"
+        ckpt = run_folder(cache, r["model"], r["recipe"], notes, r["epochs"], r["held_out"], r.get("seed", 0))
+        ckpt = ckpt / "best.ckpt"
         if "unseen_program_accuracy" in r or not ckpt.is_file():
             continue
         amp = RECIPES.get(r["recipe"], {}).get("amp", True)
@@ -172,9 +173,11 @@ def rescore(cache: Path) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def budget_of(notes: int, epochs: int) -> str:
-    """The requested budget, the key that tells runs of one recipe apart (0 notes: every training note)."""
-    return f"{notes:,} notes x {epochs} epochs" if notes else f"all notes x {epochs} epochs"
+def budget_of(notes: int, epochs: int, seed: int = 0) -> str:
+    """The requested budget, the key that tells runs of one recipe apart (0 notes: every training note);
+    a seed other than 0 is part of it (a second seed of a recipe is its own row: the seed spread)."""
+    budget = f"{notes:,} notes x {epochs} epochs" if notes else f"all notes x {epochs} epochs"
+    return budget + (f", seed {seed}" if seed else "")
 
 
 def row_budget(r: dict) -> str:
@@ -232,7 +235,7 @@ def main() -> None:
         done = {(r["model"], r["recipe"], row_budget(r), r["held_out"])
                 for r in map(json.loads, results.read_text().splitlines())}
     for held in args.held_out or list(SOUNDFONTS):
-        key = (args.model, args.recipe, budget_of(args.notes, args.epochs), held)
+        key = (args.model, args.recipe, budget_of(args.notes, args.epochs, args.seed), held)
         if key in done or not (args.cache / held).is_dir():
             continue
         row = run_fold(args.cache, held, args.model, args.recipe, args.epochs, args.notes, args.seed, args.workers,
