@@ -49,6 +49,11 @@ RECIPES = {
 }
 
 
+def recipe_amp(recipe: str) -> bool:
+    """Whether a recipe trains and scores on the default path (bf16 where it pays) or in plain fp32."""
+    return RECIPES[recipe].get("amp", True)
+
+
 def render(cache: Path) -> None:
     from songkit.tasks.instrument.render import build_dataset
 
@@ -118,7 +123,7 @@ def run_fold(cache: Path, held: str, model: str, recipe: str, epochs: int, notes
     out = run_folder(cache, model, recipe, notes, epochs, held, seed)
     run = TrainRun(out=out, epochs=epochs, batch_size=32, lr=8e-4, optimizer="adam", weight_decay=0.0,
                    schedule="none", device="cpu", seed=seed, workers=workers, force=True,
-                   amp=spec.get("amp", True))
+                   amp=recipe_amp(recipe))
     t0 = time.time()
     history = train_examples(train_ex, valid_ex, run, model, cfg, aug)
     ckpt_model, _ = load(out / "best.ckpt", "cpu")
@@ -166,8 +171,7 @@ def rescore(cache: Path) -> None:
         ckpt = ckpt / "best.ckpt"
         if "unseen_program_accuracy" in r or not ckpt.is_file():
             continue
-        amp = RECIPES.get(r["recipe"], {}).get("amp", True)
-        r.update(unseen_programs(cache, r["held_out"], load(ckpt, "cpu")[0], amp=amp))
+        r.update(unseen_programs(cache, r["held_out"], load(ckpt, "cpu")[0], amp=recipe_amp(r["recipe"])))
         print(f"{r['model']} {r['recipe']} {r['held_out']}: unseen programs {r['unseen_program_accuracy']:.3f}",
               file=sys.stderr, flush=True)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

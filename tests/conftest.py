@@ -36,3 +36,15 @@ def _songkit_home(tmp_path_factory, monkeypatch):
     home = os.environ.get("SONGKIT_TEST_HOME") or str(tmp_path_factory.getbasetemp() / "songkit-home")
     os.environ["SONGKIT_TEST_HOME"] = home
     monkeypatch.setenv("SONGKIT_HOME", home)
+
+
+@pytest.fixture
+def forced_bf16(monkeypatch):
+    """The CPU bf16 detection forced on (``SONGKIT_CPU_BF16=1``): the path a CPU with AMX or AVX512-BF16
+    takes, on any machine; the cached detection is cleared before and after."""
+    from songkit.core import device
+
+    monkeypatch.setenv("SONGKIT_CPU_BF16", "1")
+    device.cpu_supports_bf16.cache_clear()
+    yield device
+    device.cpu_supports_bf16.cache_clear()

@@ -626,25 +626,20 @@ def test_beat_synchronous_decoding_gives_one_chord_per_beat(tmp_path):
     assert r.exit_code == 2 and "y.beats: no such file" in r.output
 
 
-def test_precision_path_per_model(monkeypatch):
+def test_precision_path_per_model(forced_bf16):
     """Where the CPU has bf16, cnn_blstm runs under bf16 autocast (measured 1.66x, docs/chords.md) and its
     outputs stay close to fp32's; the plain BLSTM stays fp32 (use_amp False)."""
-    from songkit.core import device as D
     from songkit.tasks.chords.model import MODELS, make_config
 
-    monkeypatch.setenv("SONGKIT_CPU_BF16", "1")
-    D.cpu_supports_bf16.cache_clear()
-    try:
-        torch.manual_seed(0)
-        cnn = MODELS["cnn_blstm"][1](make_config("cnn_blstm")).eval()
-        blstm = MODELS["blstm"][1](make_config("blstm")).eval()
-        assert D.amp_dtype("cpu", True, cnn) == torch.bfloat16 and D.amp_dtype("cpu", True, blstm) is None
-        assert D.amp_dtype("cpu", False, cnn) is None  # --no-amp
-        x = torch.rand(2, 64, 24)  # (B, T, F)
-        with torch.inference_mode():
-            want = cnn(x).softmax(-1)
-            with D.autocast("cpu", torch.bfloat16):
-                got = cnn(x).float().softmax(-1)
-        assert (got - want).abs().max() < 0.02
-    finally:
-        D.cpu_supports_bf16.cache_clear()
+    D = forced_bf16
+    torch.manual_seed(0)
+    cnn = MODELS["cnn_blstm"][1](make_config("cnn_blstm")).eval()
+    blstm = MODELS["blstm"][1](make_config("blstm")).eval()
+    assert D.amp_dtype("cpu", True, cnn) == torch.bfloat16 and D.amp_dtype("cpu", True, blstm) is None
+    assert D.amp_dtype("cpu", False, cnn) is None  # --no-amp
+    x = torch.rand(2, 64, 24)  # (B, T, F)
+    with torch.inference_mode():
+        want = cnn(x).softmax(-1)
+        with D.autocast("cpu", torch.bfloat16):
+            got = cnn(x).float().softmax(-1)
+    assert (got - want).abs().max() < 0.02

@@ -124,17 +124,11 @@ def test_config_check_ranges():
     MelConfig().check()
 
 
-def test_precision_path_per_model(monkeypatch):
+def test_precision_path_per_model(forced_bf16):
     """Where the CPU has bf16: conv nets run channels-last under bf16; the LSTMs stay fp32 (use_amp False)."""
-    from songkit.core import device as D
-
-    monkeypatch.setenv("SONGKIT_CPU_BF16", "1")
-    D.cpu_supports_bf16.cache_clear()
-    try:
-        cnn, lstm = build_model("cnn2d"), build_model("lstm")
-        assert D.amp_dtype("cpu", True, cnn) == torch.bfloat16 and D.amp_dtype("cpu", True, lstm) is None
-        assert D.amp_dtype("cpu", False, cnn) is None  # --no-amp
-        cnn = D.place_model(cnn, "cpu", amp=True)
-        assert cnn.body[0].weight.is_contiguous(memory_format=torch.channels_last)
-    finally:
-        D.cpu_supports_bf16.cache_clear()
+    D = forced_bf16
+    cnn, lstm = build_model("cnn2d"), build_model("lstm")
+    assert D.amp_dtype("cpu", True, cnn) == torch.bfloat16 and D.amp_dtype("cpu", True, lstm) is None
+    assert D.amp_dtype("cpu", False, cnn) is None  # --no-amp
+    cnn = D.place_model(cnn, "cpu", amp=True)
+    assert cnn.body[0].weight.is_contiguous(memory_format=torch.channels_last)
