@@ -620,10 +620,68 @@ def test_beat_synchronous_decoding_gives_one_chord_per_beat(tmp_path):
     (tmp_path / "x.beats").write_text("0.5 1 1\n1.0\n\nabc\n")
     with pytest.raises(UserError, match=r"x\.beats:4"):
         data.read_beats(tmp_path / "x.beats")
-    wav = tmp_path / "y.wav"
-    sf.write(wav, np.zeros(22050, dtype=np.float32), 22050)
-    r = runner.invoke(app, ["chords", str(wav), "--beats"])
-    assert r.exit_code == 2 and "y.beats: no such file" in r.output
+    # a chroma file has no audio to track beats from: one line naming it
+    csv = tmp_path / "c.csv"
+    csv.write_text("".join(f'"a.wav",{i * 0.0464:.4f},' + ",".join(["0.5"] * 24) + "\n" for i in range(50)))
+    r = runner.invoke(app, ["chords", str(csv), "--beats"])
+    assert r.exit_code == 2 and "c.csv: --beats on a chroma file needs c.beats" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def _clicks(bpm: float, seconds: float, offset: float, sr: int = 11025, seed: int = 0):
+    """A click track: a 30 ms decaying noise burst on every beat (the first at ``offset``), faint noise
+    between; (samples (N,), beat times (B,))."""
+    rng = np.random.default_rng(seed)
+    x = 0.003 * rng.standard_normal(int(seconds * sr))
+    beats = np.arange(offset, seconds - 0.05, 60.0 / bpm)
+    burst = rng.standard_normal(int(0.03 * sr)) * np.exp(-np.arange(int(0.03 * sr)) / (0.005 * sr))
+    for t in beats:
+        i = int(t * sr)
+        x[i:i + len(burst)] += 0.5 * burst[:len(x) - i]
+    return x.astype(np.float32), beats
+
+
+@pytest.mark.parametrize("bpm", [80.0, 100.0, 132.0])
+def test_beat_tracker_finds_the_clicks_of_a_click_track(bpm):
+    from songkit.tasks.chords.beats import beat_f_measure, track_beats
+
+    x, ref = _clicks(bpm, 30.0, offset=0.37)
+    est = track_beats(x, 11025)
+    assert beat_f_measure(ref, est) >= 0.95
+    assert abs(60.0 / np.median(np.diff(est)) - bpm) < 0.03 * bpm
+    assert est[0] < 0.37 + 2 * 60.0 / bpm  # tracked from the start, not from the middle
+    assert len(track_beats(np.zeros(11025 * 5, dtype=np.float32))) == 0  # silence: no beats
+
+
+def test_beat_f_measure_golden_values():
+    from songkit.tasks.chords.beats import beat_f_measure
+
+    ref = [1.0, 2.0, 3.0, 4.0]
+    assert beat_f_measure(ref, ref) == 1.0
+    assert beat_f_measure(ref, [1.05, 2.1, 3.0]) == pytest.approx(2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4))
+    assert beat_f_measure(ref, [1.0, 1.01, 1.02]) == pytest.approx(2 * (1 / 3) * (1 / 4) / (1 / 3 + 1 / 4))
+    assert beat_f_measure(ref, []) == 0.0 and beat_f_measure([], ref) == 0.0
+
+
+def test_beats_tracked_from_audio_without_a_beats_file(tmp_path):
+    """--beats on audio with no .beats beside it tracks the beats: every chord change of the .lab lies on a
+    tracked beat, and the same audio with the tracked beats written beside it gives the same .lab."""
+    from songkit.tasks.chords.beats import track_beats
+
+    x, _ = _clicks(100.0, 12.0, offset=0.2)
+    t = np.arange(len(x)) / 11025
+    x = x + 0.2 * np.sin(2 * np.pi * 220 * t) * (t < 6) + 0.2 * np.sin(2 * np.pi * 196 * t) * (t >= 6)
+    wav = tmp_path / "song.wav"
+    sf.write(wav, x.astype(np.float32), 11025)
+    r = runner.invoke(app, ["chords", str(wav), "--beats", "-o", str(tmp_path / "tracked.lab"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    beats = track_beats(x.astype(np.float32), 11025)
+    lab = (tmp_path / "tracked.lab").read_text().splitlines()
+    starts = [float(line.split()[0]) for line in lab[1:]]
+    assert all(np.min(np.abs(beats - s)) < 0.05 for s in starts)  # on the chroma frame grid (46 ms)
+    (tmp_path / "song.beats").write_text("".join(f"{b:.6f}\n" for b in beats))
+    r = runner.invoke(app, ["chords", str(wav), "--beats", "-o", str(tmp_path / "file.lab"), "--device", "cpu"])
+    assert r.exit_code == 0 and (tmp_path / "file.lab").read_text() == (tmp_path / "tracked.lab").read_text()
 
 
 def test_precision_path_per_model(forced_bf16):

@@ -38,7 +38,8 @@ def chords(
     rotations: Rotations = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     beats: Annotated[bool, typer.Option(
-        "--beats", help="Beat-synchronous: one chord per beat, beat times from INPUT.beats beside it.")] = False,
+        "--beats", help="Beat-synchronous: one chord per beat, beat times from INPUT.beats beside it, else "
+        "tracked from the audio.")] = False,
     json_out: Json = False,
     device: Device = "auto",
 ) -> None:
@@ -55,13 +56,11 @@ def chords(
     targets = _outputs(inputs, out, ".json" if json_out else ".lab", force)
     beat_times = None
     if beats:
-        from songkit.core.errors import UserError
         from songkit.tasks.chords.data import read_beats
 
-        if any(str(p) == "-" for p in inputs):
-            raise UserError("--beats reads INPUT.beats beside each input: not with stdin")
-        beat_times = [read_beats(p.with_suffix(".beats")) if p.with_suffix(".beats").is_file() else
-                      _no_beats(p) for p in inputs]
+        # None: no INPUT.beats beside it (or stdin), so the beats are tracked from the audio
+        beat_times = [read_beats(p.with_suffix(".beats")) if str(p) != "-" and p.with_suffix(".beats").is_file()
+                      else None for p in inputs]
     with contextlib.ExitStack() as stack:  # every input checked (and stdin copied) before the model loads
         paths = [stack.enter_context(input_file(p)) for p in inputs]
         results = recognise(paths, checkpoint, resolve_device(device), self_prob, window=window, beats=beat_times,
@@ -81,12 +80,6 @@ def chords(
                 f.write(text)
         else:
             atomic_write_text(target, text)
-
-
-def _no_beats(p: Path):
-    from songkit.core.errors import UserError
-
-    raise UserError(f"{p.with_suffix('.beats')}: no such file (--beats needs beat times beside the input)")
 
 
 def _outputs(inputs: list[Path], out: Path | None, suffix: str, force: bool) -> list:
@@ -148,7 +141,8 @@ def eval_chords(
     fold: Fold = 0,
     limit: Limit = 0,
     beats: Annotated[bool, typer.Option(
-        "--beats", help="Beat-synchronous decoding with the .beats file beside each audio file.")] = False,
+        "--beats", help="Beat-synchronous decoding: the .beats file beside each song, else beats tracked "
+        "from its audio.")] = False,
     rotations: Rotations = 1,
     json_out: Json = False,
     device: Device = "auto",

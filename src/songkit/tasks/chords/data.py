@@ -203,8 +203,9 @@ def audio_lab_pairs(root: Path) -> list[tuple[Path, Path]]:
 
 
 def load_audio_folder(root: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fold: int = 0, limit: int = 0,
-                      progress: bool = True) -> list[Song]:
-    """Songs from audio files with ``.lab`` beside them, chroma by ``cfg``'s signal chain (cached as .npz).
+                      progress: bool = True, track_beats: bool = False) -> list[Song]:
+    """Songs from audio files with ``.lab`` beside them, chroma by ``cfg``'s signal chain (cached as .npz);
+    ``track_beats``: a song with no ``.beats`` file gets beats tracked from its audio (cached too).
 
     A folder too small to have songs in every split (a handful of files) gives all of them to each split.
     """
@@ -227,13 +228,17 @@ def load_audio_folder(root: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fo
         times = np.arange(len(chroma)) * (cfg.hop_length / cfg.sample_rate)
         songs.append(_song_from_frames(a.stem, times, chroma, ref, duration))
         songs[-1].beats = read_beats(a.with_suffix(".beats")) if a.with_suffix(".beats").is_file() else None
+        if songs[-1].beats is None and track_beats:
+            songs[-1].beats = _cached_arrays("beats", a.stem, a, lambda a=a: dict(zip(
+                ("chroma", "duration", "beats"), audio_features(a, cfg, track_beats=True))),
+                salt=f"|{cfg.sample_rate}|{cfg.n_fft}|{cfg.hop_length}|v{C.FEATURES_VERSION}")["beats"]
     return songs
 
 
 def load(path: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fold: int = 0, limit: int = 0,
-         progress: bool = True) -> list[Song]:
+         progress: bool = True, track_beats: bool = False) -> list[Song]:
     """Load songs from a Billboard release folder or an audio+lab folder (``cfg``: the model config,
-    whose signal chain computes chroma from audio)."""
+    whose signal chain computes chroma from audio; ``track_beats``: see ``load_audio_folder``)."""
     root = Path(path)
     if not root.exists():
         raise UserError(f"{root}: no such folder")
@@ -243,7 +248,7 @@ def load(path: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fold: int = 0, 
         root = root.parent
     if is_billboard(root):
         return load_billboard(root, splits, folds, fold, limit, progress)
-    return load_audio_folder(root, cfg, splits, folds, fold, limit, progress)
+    return load_audio_folder(root, cfg, splits, folds, fold, limit, progress, track_beats)
 
 
 class ChromaWindows:

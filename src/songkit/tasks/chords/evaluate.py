@@ -147,7 +147,8 @@ def evaluate(checkpoint: Path | None, data: Path | None, split: str = "test", de
              limit: int = 0, beats: bool = False, rotations: int = 1) -> dict:
     """Root/majmin WCSR and frame accuracy of a checkpoint (or the template baseline) on a split.
 
-    ``beats``: beat-synchronous decoding with each song's ``.beats`` file (scored at frame resolution).
+    ``beats``: beat-synchronous decoding with each song's ``.beats`` file, or beats tracked from its audio where
+    it has none (scored at frame resolution).
     ``data`` None: the embedded Bach chorales (built once into $SONGKIT_HOME). ``split`` is
     train | valid | test | all. Returns the summary, ``per_song`` and ``confusion`` (a ConfusionMatrix).
     """
@@ -177,13 +178,13 @@ def evaluate(checkpoint: Path | None, data: Path | None, split: str = "test", de
         from songkit.tasks.chords.infer import song_log_probs
 
         def classes_of(songs):
-            missing = [s.name for s in songs if s.beats is None]
+            missing = [s.name for s in songs if s.beats is None]  # Billboard chroma: no audio to track
             if missing:
-                raise UserError(f"{data}: --beats needs a .beats file beside each audio file ({missing[0]} has none)")
+                raise UserError(f"{data}: --beats needs a .beats file beside each chroma file ({missing[0]} has none)")
             frame = cfg.hop_length / cfg.sample_rate
             return [beat_sync_decode(lp, s.beats, frame, BEAT_SELF_PROB if self_prob is None else self_prob)
                     for lp, s in zip(song_log_probs(model, [s.chroma for s in songs], device, rotations=rotations),
                                      songs)]
-    songs = load(data, cfg, splits, folds, fold, limit)
+    songs = load(data, cfg, splits, folds, fold, limit, track_beats=beats and not template)
     res = score_songs(songs, classes_of, cfg)
     return {"model": name, "data": str(data), "split": split, **res}

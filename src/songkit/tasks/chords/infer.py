@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from songkit.core.errors import UserError
 from songkit.tasks.chords import constants as C
 from songkit.tasks.chords.features import normalize_chroma, rotate_chroma
 from songkit.tasks.chords.hmm import viterbi, viterbi_many
@@ -127,16 +128,22 @@ def segments(classes, cfg, duration: float | None = None) -> Annotation:
     return frames_to_segments(classes, cfg.hop_length / cfg.sample_rate, duration)
 
 
-def input_chroma(path, cfg, device="cpu"):
-    """An input file -> (raw chroma (T, 24), duration s): a Chordino ``*.csv`` or an audio file."""
+def input_chroma(path, cfg, device="cpu", track_beats: bool = False):
+    """An input file -> (raw chroma (T, 24), duration s, beat times or None): a Chordino ``*.csv`` or an audio
+    file; ``track_beats``: the beats tracked from the audio (a chroma file has no audio to track: refused)."""
     from songkit.tasks.chords.data import read_bothchroma
     from songkit.tasks.chords.features import audio_features
 
     p = Path(path)
     if is_chroma_csv(p):
+        if track_beats:
+            raise UserError(f"{p}: --beats on a chroma file needs {p.with_suffix('.beats').name} beside it "
+                            "(beats are tracked from audio only)")
         times, chroma = read_bothchroma(p)
-        return chroma, float(times[-1] + cfg.hop_length / cfg.sample_rate)
-    return audio_features(p, cfg, device)
+        return chroma, float(times[-1] + cfg.hop_length / cfg.sample_rate), None
+    if track_beats:
+        return audio_features(p, cfg, device, track_beats=True)
+    return (*audio_features(p, cfg, device), None)
 
 
 def is_chroma_csv(path: Path) -> bool:
@@ -159,7 +166,8 @@ def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = No
 
     Inputs are read and turned into chroma in ``workers`` threads (decoding and the STFT release the GIL)
     before the model runs, so a bad file fails before any work is spent on the model. ``beats``: beat
-    times per input for beat-synchronous decoding (``hmm.beat_sync_decode``).
+    times per input for beat-synchronous decoding (``hmm.beat_sync_decode``); an input whose entry is None
+    has its beats tracked from its audio (``beats.track_beats``).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -167,16 +175,18 @@ def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = No
 
     model, ck = load(checkpoint, device)
     cfg = MODELS[ck.model][0](**ck.config) if not hasattr(model, "cfg") else model.cfg
+    track = [beats is not None and b is None for b in (beats or [None] * len(paths))]
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        feats = list(pool.map(lambda p: input_chroma(p, cfg, device), paths))
+        feats = list(pool.map(lambda p, t: input_chroma(p, cfg, device, t), paths, track))
     if beats is not None:
         from songkit.tasks.chords.hmm import BEAT_SELF_PROB, beat_sync_decode
 
-        log_probs = song_log_probs(model, [c for c, _ in feats], device, window=window, rotations=rotations)
+        log_probs = song_log_probs(model, [c for c, _, _ in feats], device, window=window, rotations=rotations)
         frame = cfg.hop_length / cfg.sample_rate
-        classes = [beat_sync_decode(lp, b, frame, BEAT_SELF_PROB if self_prob is None else self_prob)
-                   for lp, b in zip(log_probs, beats)]
+        classes = [beat_sync_decode(lp, b if b is not None else f[2], frame,
+                                    BEAT_SELF_PROB if self_prob is None else self_prob)
+                   for lp, b, f in zip(log_probs, beats, feats)]
     else:
-        classes = predict_classes(model, cfg, [c for c, _ in feats], device, self_prob, window=window,
+        classes = predict_classes(model, cfg, [c for c, _, _ in feats], device, self_prob, window=window,
                                   rotations=rotations)
-    return [segments(k, cfg, d) for k, (_, d) in zip(classes, feats)]
+    return [segments(k, cfg, d) for k, (_, d, _) in zip(classes, feats)]
