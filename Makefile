@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install demo test test-slow lint fuzz-long cv-chords bench bench-train checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument loso-instrument loco-generate
+.PHONY: install demo test test-slow lint fuzz-long cv-chords bench bench-train checkpoints checkpoint-generate bench-generate checkpoint-chords bench-chords checkpoint-segment bench-segment clean bench-deps bench-tokenize bench-instrument checkpoint-tokenize checkpoint-instrument data-instrument embedded-instrument loso-instrument loco-generate beats-chords
 
 # torch first, pinned: the CPU wheel on disk (an unpinned torch pulls GBs of CUDA packages)
 install:
@@ -37,10 +37,12 @@ checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize check
 checkpoint-generate:
 	mkdir -p $(RUNS)
 	songkit train generate --out $(RUNS)/generate-default --epochs 14 --max-steps-per-epoch 150 --batch-size 64 --seq-len 128 \
-		--hidden-size 256 --num-layers 2 --lr 3e-3 --warmup-steps 100 --vocab corpus --seed 0 --force \
+		--hidden-size 512 --num-layers 2 --lr 3e-3 --warmup-steps 100 --vocab corpus --seed 0 --force \
 		> $(RUNS)/generate-default.log 2>&1 || \
 		(tail -5 $(RUNS)/generate-default.log; exit 1)
-	cp $(RUNS)/generate-default/best.ckpt src/songkit/tasks/generate/weights/default.ckpt
+	# float16 storage: half the file, the same bits/char (docs/generate.md)
+	$(PYTHON) -c "from songkit.core.checkpoint import ship_checkpoint as s; \
+		s('$(RUNS)/generate-default/best.ckpt', 'src/songkit/tasks/generate/weights/default.ckpt', task='generate')"
 
 bench-generate:
 	$(PYTHON) bench/bench_generate.py
@@ -48,7 +50,7 @@ bench-generate:
 
 # leave-one-collection-out inside music21's corpus at a reduced budget (300 steps of 32 x 128 per run; docs/generate.md)
 loco-generate:
-	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_generate_loco.py --out $(RUNS)/loco --recipe old --recipe ascii \
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_generate_loco.py --out $(RUNS)/loco --recipe old --recipe wide \
 		--epochs 3 --steps 100 --eval-tunes 300
 
 # instrument: NSynth-format notes rendered from every distinct General MIDI SoundFont Debian packages
@@ -119,6 +121,12 @@ checkpoint-chords:
 bench-chords: bench-deps
 	$(PYTHON) bench/bench_chords.py
 	$(PYTHON) bench/bench_chords_library.py
+
+# beat-synchronous decoding on the 51 held-out POP909 songs (MuseScore render), .beats files and tracked beats
+beats-chords:
+	test -d $(RUNS)/pop/test || songkit -q data chords --pop909 $(POP909) --split test \
+		--soundfont /usr/share/sounds/sf3/MuseScore_General.sf3 --out $(RUNS)/pop/test
+	OMP_NUM_THREADS=1 $(PYTHON) bench/bench_chords_beats.py $(RUNS)/pop/test
 
 # 5-fold song-level cross-validation over the shared Billboard songs (the headline of docs/chords.md)
 cv-chords:

@@ -367,3 +367,38 @@ def fuzz_fields(tmp_path, kind, examples):
         check_case(lambda _: load_model(path, "toy", TOY_MODELS), repr((kind, key, value, tensor)).encode())
 
     run()
+
+
+def test_shipped_copy_is_half_the_size_and_loads_into_the_fp32_model(tmp_path):
+    from songkit.core.checkpoint import ship_checkpoint
+    from songkit.tasks.generate.model import MODELS, CharLSTMConfig
+
+    torch.manual_seed(0)
+    cfg = CharLSTMConfig(vocab_size=8, embed_dim=16, hidden_size=64, num_layers=2)
+    model = MODELS["lstm"][1](cfg).eval()
+    src = save_checkpoint(tmp_path / "best.ckpt", task="generate", model="lstm", config=cfg,
+                          vocab=list("\x00\x02\x03abcde"), state_dict=model.state_dict(), history=[{"epoch": 1}],
+                          train_state={"step": 3})
+    dst = ship_checkpoint(src, tmp_path / "default.ckpt", task="generate")
+    assert dst.stat().st_size < 0.6 * src.stat().st_size
+    ck = load_checkpoint(dst, task="generate")
+    assert ck.train_state is None and ck.history == [{"epoch": 1}] and ck.config == load_checkpoint(src).config
+    assert {v.dtype for v in ck.state_dict.values()} == {torch.float16}
+    shipped, _ = load_model(dst, "generate", MODELS)
+    assert {p.dtype for p in shipped.parameters()} == {torch.float32}
+    ids = torch.randint(0, 8, (2, 50))
+    with torch.no_grad():
+        want, got = model(ids)[0], shipped(ids)[0]
+    assert (got - want).abs().max() < 2e-2 and not torch.equal(got, want)  # rounded, not the same tensors
+
+
+def test_shipped_copy_refuses_what_float16_cannot_hold_and_its_own_input(tmp_path):
+    from songkit.core.checkpoint import ship_checkpoint
+
+    _, src = _save(tmp_path / "a.ckpt", state_dict={"weight": torch.tensor([1.0, 1e6])})
+    before = src.read_bytes()
+    with pytest.raises(UserError, match="weight: does not fit float16"):
+        ship_checkpoint(src, tmp_path / "b.ckpt", task="generate")
+    with pytest.raises(UserError, match="is the checkpoint being copied"):
+        ship_checkpoint(src, src, task="generate")
+    assert src.read_bytes() == before and not (tmp_path / "b.ckpt").exists()

@@ -122,6 +122,29 @@ def save_checkpoint(
     return path
 
 
+def ship_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, task: str) -> Path:
+    """Copy a trained checkpoint to a shipped default: the same fields, the float weights stored as
+    float16 (half the file; :func:`load_model` copies them back into the fp32 model), no train_state.
+
+    Refused (UserError) when a weight does not fit float16 (non-finite after the cast) or when
+    ``dst`` is ``src``: a failure leaves ``dst`` as it was.
+    """
+    import torch
+
+    ck = load_checkpoint(src, task=task)
+    if Path(dst).resolve() == ck.path.resolve():
+        raise UserError(f"{dst}: is the checkpoint being copied; give another output")
+    half = {}
+    for key, value in ck.state_dict.items():
+        if value.is_floating_point() and value.dtype != torch.float16:
+            value = value.to(torch.float16)
+            if not bool(torch.isfinite(value).all()):
+                raise UserError(f"{ck.path}: state_dict.{key}: does not fit float16")
+        half[key] = value
+    return save_checkpoint(dst, task=ck.task, model=ck.model, config=ck.config, vocab=ck.vocab, state_dict=half,
+                           history=ck.history, extra=ck.extra)
+
+
 def weights_checksum(state_dict: dict) -> str:
     """sha256 over the weights in key order: each key, dtype, shape and the tensor's bytes.
 
