@@ -26,7 +26,7 @@ from songkit.tasks.generate.model import CharLSTM, CharLSTMConfig
 
 def make_model(vocab_size: int) -> CharLSTM:
     torch.manual_seed(0)
-    model = CharLSTM(CharLSTMConfig(vocab_size=vocab_size)).eval()  # the default checkpoint's sizes
+    model = CharLSTM(CharLSTMConfig(vocab_size=vocab_size)).eval()  # the default config: 2 x 256
     with torch.no_grad():
         model.head.bias[SPECIALS.index(EOS)] = -1e4  # never stop early: both sides make exactly N characters
     return model
