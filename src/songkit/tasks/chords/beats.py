@@ -86,14 +86,14 @@ def dp_beats(onset: np.ndarray, period: float, tightness: float = TIGHTNESS) -> 
         best = np.argmax(cand, axis=1)
         cum[rows] = local[rows] + cand[np.arange(len(rows)), best]
         back[rows] = np.where(rows < first, -1, prev[np.arange(len(rows)), best])
-    back[back < 0] = -1
+    back[back < 0] = -1  # a first beat (its best predecessor lay before the song's start)
     # the last beat: the last local maximum of the cumulative score above half their median
     peaks = np.flatnonzero((cum[1:-1] > cum[:-2]) & (cum[1:-1] >= cum[2:])) + 1
     if len(peaks) == 0:
         return np.zeros(0, dtype=np.int64)
     good = peaks[cum[peaks] >= 0.5 * np.median(cum[peaks])]
     beats = [int(good[-1])]
-    while back[beats[-1]] >= 0 and len(beats) <= n:
+    while back[beats[-1]] >= 0:  # back[i] < i: the chain ends
         beats.append(int(back[beats[-1]]))
     beats = np.array(beats[::-1], dtype=np.int64)
     # trim weak beats at either end (silence before and after the music): librosa's rule

@@ -229,10 +229,17 @@ def load_audio_folder(root: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fo
         songs.append(_song_from_frames(a.stem, times, chroma, ref, duration))
         songs[-1].beats = read_beats(a.with_suffix(".beats")) if a.with_suffix(".beats").is_file() else None
         if songs[-1].beats is None and track_beats:
-            songs[-1].beats = _cached_arrays("beats", a.stem, a, lambda a=a: dict(zip(
-                ("chroma", "duration", "beats"), audio_features(a, cfg, track_beats=True))),
-                salt=f"|{cfg.sample_rate}|{cfg.n_fft}|{cfg.hop_length}|v{C.FEATURES_VERSION}")["beats"]
+            songs[-1].beats = _cached_arrays("beats", a.stem, a, lambda a=a: {"beats": tracked_beats(a, cfg)},
+                                             salt=f"|{cfg.sample_rate}|beats-v1")["beats"]
     return songs
+
+
+def tracked_beats(path: Path, cfg):
+    """Beat times (s) tracked from an audio file (``beats.track_beats`` at ``cfg.sample_rate``)."""
+    from songkit.tasks.chords.beats import track_beats
+    from songkit.tasks.chords.features import song_samples
+
+    return track_beats(song_samples(path, cfg)[0], cfg.sample_rate)
 
 
 def load(path: str | Path, cfg, splits=C.SPLITS, folds: int = 0, fold: int = 0, limit: int = 0,

@@ -81,22 +81,22 @@ def rotate_chroma(x, shift: int):
     return out.reshape(shape)
 
 
-def audio_features(path, cfg, device="cpu", track_beats: bool = False):
-    """Read an audio file and return ``(chroma (T, 24) float32 numpy, duration seconds)`` with the signal
-    chain of ``cfg`` (a model config: ``sample_rate``, ``n_fft``, ``hop_length``); with ``track_beats``
-    a third value, the beat times (s) tracked from the same samples (``beats.track_beats``)."""
+def song_samples(path, cfg):
+    """Read an audio file -> (mono float32 samples ``(N,)`` at ``cfg.sample_rate``, duration seconds)."""
     from songkit.core.audio import read_audio, resample
 
     samples, sr = read_audio(path, None)
     duration = len(samples) / sr
     if sr != cfg.sample_rate:
         samples = resample(samples, sr, cfg.sample_rate, C.RESAMPLE_ZERO_CROSSINGS, C.RESAMPLE_ROLLOFF)
-    chroma = samples_features(samples, cfg, device)
-    if not track_beats:
-        return chroma, duration
-    from songkit.tasks.chords.beats import track_beats as track
+    return samples, duration
 
-    return chroma, duration, track(samples, cfg.sample_rate)
+
+def audio_features(path, cfg, device="cpu"):
+    """Read an audio file and return ``(chroma (T, 24) float32 numpy, duration seconds)`` with the signal
+    chain of ``cfg`` (a model config: ``sample_rate``, ``n_fft``, ``hop_length``)."""
+    samples, duration = song_samples(path, cfg)
+    return samples_features(samples, cfg, device), duration
 
 
 def samples_features(samples, cfg, device="cpu"):

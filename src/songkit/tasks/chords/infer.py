@@ -132,7 +132,7 @@ def input_chroma(path, cfg, device="cpu", track_beats: bool = False):
     """An input file -> (raw chroma (T, 24), duration s, beat times or None): a Chordino ``*.csv`` or an audio
     file; ``track_beats``: the beats tracked from the audio (a chroma file has no audio to track: refused)."""
     from songkit.tasks.chords.data import read_bothchroma
-    from songkit.tasks.chords.features import audio_features
+    from songkit.tasks.chords.features import samples_features, song_samples
 
     p = Path(path)
     if is_chroma_csv(p):
@@ -141,9 +141,12 @@ def input_chroma(path, cfg, device="cpu", track_beats: bool = False):
                             "(beats are tracked from audio only)")
         times, chroma = read_bothchroma(p)
         return chroma, float(times[-1] + cfg.hop_length / cfg.sample_rate), None
-    if track_beats:
-        return audio_features(p, cfg, device, track_beats=True)
-    return (*audio_features(p, cfg, device), None)
+    samples, duration = song_samples(p, cfg)  # decoded once for the chroma and the beats
+    if not track_beats:
+        return samples_features(samples, cfg, device), duration, None
+    from songkit.tasks.chords.beats import track_beats as track
+
+    return samples_features(samples, cfg, device), duration, track(samples, cfg.sample_rate)
 
 
 def is_chroma_csv(path: Path) -> bool:
@@ -175,7 +178,7 @@ def recognise(paths, checkpoint=None, device="cpu", self_prob: float | None = No
 
     model, ck = load(checkpoint, device)
     cfg = MODELS[ck.model][0](**ck.config) if not hasattr(model, "cfg") else model.cfg
-    track = [beats is not None and b is None for b in (beats or [None] * len(paths))]
+    track = [b is None for b in beats] if beats is not None else [False] * len(paths)  # None: track from audio
     with ThreadPoolExecutor(max(1, workers)) as pool:
         feats = list(pool.map(lambda p, t: input_chroma(p, cfg, device, t), paths, track))
     if beats is not None:
