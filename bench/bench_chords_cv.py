@@ -25,7 +25,7 @@ from songkit.tasks.chords.constants import TrainOptions
 from songkit.tasks.chords.evaluate import evaluate
 from songkit.tasks.chords.train import train
 
-LR = {"cnn_blstm": 2e-3, "blstm": 5e-3, "frame": 2e-3, "crnn1": 1e-3, "crnn2": 1e-3}
+LR = {"cnn_blstm": 2e-3, "attention": 1e-3, "blstm": 5e-3, "frame": 2e-3, "crnn1": 1e-3, "crnn2": 1e-3}
 
 
 def score_row(model: str, fold: int, decoder: str, res: dict, seconds: float) -> dict:
@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up (the attention model: 100)")
+    ap.add_argument("--class-balance", type=float, default=0.0, help="quality loss weights ~ share ** -A")
     ap.add_argument("--hidden-size", type=int, default=0, help="LSTM units per direction (0: the model's default)")
     ap.add_argument("--no-amp", action="store_true", help="plain fp32 (the default: bf16 where it pays)")
     ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
@@ -95,10 +97,12 @@ def main() -> None:
             run_dir = args.out / name / f"fold{fold}"
             run = TrainRun(data=[args.data, *args.extra_data], out=run_dir, epochs=args.epochs,
                            batch_size=args.batch_size, lr=LR.get(model, 1e-3), max_steps_per_epoch=args.steps,
-                           device="cpu", seed=0, workers=0, force=True, amp=not args.no_amp)
+                           device="cpu", seed=0, workers=0, force=True, amp=not args.no_amp,
+                           warmup_steps=args.warmup_steps)
             t0 = time.time()
             options = TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=True,
                                    hidden_size=args.hidden_size, label_smoothing=args.label_smoothing,
+                                   class_balance=args.class_balance,
                                    folds=args.folds, fold=fold)
             train(run.data, run, options)
             seconds = time.time() - t0

@@ -278,6 +278,29 @@ def test_label_smoothing_reaches_the_training_loss():
     assert torch.isclose(losses[0.2], expected, atol=1e-5) and losses[0.0] < 0.01 < losses[0.2]
 
 
+def test_class_balance_weights_qualities_by_their_share():
+    from types import SimpleNamespace
+
+    from songkit.tasks.chords.train import ChordTrainTask, quality_weights
+
+    # 10% N, 60% major (two roots), 30% minor; IGNORE frames do not count
+    song = SimpleNamespace(labels=np.array([0] * 10 + [1] * 40 + [8] * 20 + [13] * 30 + [C.IGNORE] * 5))
+    w = quality_weights([song], 0.5)
+    # share ** -0.5 = 3.162, 1.291, 1.826, scaled by their frame-weighted mean 1.639
+    assert torch.allclose(w[[0, 1, 12, 13, 24]], torch.tensor([1.9295, 0.7877, 0.7877, 1.1140, 1.1140]), atol=1e-3)
+    assert abs(float(0.1 * w[0] + 0.6 * w[1] + 0.3 * w[13]) - 1.0) < 1e-5  # the loss keeps its size
+    assert torch.equal(quality_weights([song], 0.0), torch.ones(C.NUM_CLASSES))
+    # the weights reach the loss: in one batch, the N frame pulls w[0] / w[1] times harder than the major frame
+    songs = _synthetic_songs(2, frames=64)
+    task = ChordTrainTask(songs, songs, seq_len=2, batch_size=1, seed=0, class_balance=0.5)
+    task.weight = w
+    logits = torch.zeros(1, 2, C.NUM_CLASSES, requires_grad=True)
+    loss, n = task.train_step(lambda x: logits, (torch.zeros(1, 2, C.CHROMA_DIM), torch.tensor([[0, 1]])), "cpu")
+    loss.backward()
+    g = logits.grad[0].norm(dim=-1)  # (2,)
+    assert n == 2 and torch.isclose(g[0] / g[1], w[0] / w[1])
+
+
 def test_window_layout_tiles_the_song():
     for T in (1, 100, 1024, 1025, 3000, 5171):
         lay = infer.window_starts(T, 1024, 128)
@@ -325,6 +348,24 @@ def test_twelve_rotations_make_any_model_transposition_equivariant():
         every = infer.song_log_probs(model, [chroma, rotate_chroma(chroma, r)], rotations=12)
         assert np.abs(every[1][:, up] - every[0]).max() < 1e-4
         assert np.allclose(np.exp(every[0]).sum(1), 1.0, atol=1e-5)
+
+
+def test_attention_sees_only_its_band():
+    """The attention model's frame t depends on frames t - reach .. t + reach only (conv: 1, two layers of
+    radius 4: reach 9), so 128-frame training windows and 1,024-frame inference windows see the same span."""
+    from songkit.tasks.chords.model import MODELS, make_config
+
+    torch.manual_seed(0)
+    cfg = make_config("attention", channels=16, heads=2, layers=2, ff=32, radius=4, conv_layers=1, kernel=3,
+                      dropout=0.0)
+    model = MODELS["attention"][1](cfg).eval()
+    x = torch.rand(1, 100, C.CHROMA_DIM)
+    y = x.clone()
+    y[0, 50] = torch.rand(C.CHROMA_DIM)
+    with torch.no_grad():
+        moved = (model(x) - model(y)).abs().amax(-1)[0]  # (100,)
+    near = (torch.arange(100) - 50).abs() <= 9
+    assert moved[~near].max() < 1e-5 and moved[near].min() > 1e-6
 
 
 def _fit(tmp_path, songs, valid, seed=0, epochs=8):

@@ -110,6 +110,9 @@ def train_chords(
     label_smoothing: Annotated[float, typer.Option(
         "--label-smoothing", min=0.0, max=0.5, metavar="E",
         help="Cross-entropy against (1 - E) one-hot + E uniform (0: off; see docs/chords.md).")] = 0.0,
+    class_balance: Annotated[float, typer.Option(
+        "--class-balance", min=0.0, max=1.0, metavar="A",
+        help="Weight the loss of N, major and minor frames by their share ** -A (0: off; see docs/chords.md).")] = 0.0,
     limit: Limit = 0,
     folds: Folds = 0,
     fold: Fold = 0,
@@ -119,7 +122,8 @@ def train_chords(
 ) -> None:
     """Train a chord model on Billboard chroma and/or audio+.lab folders (default: the embedded Bach chorales)."""
     options = TrainOptions(model=model, seq_len=seq_len, hidden_size=hidden_size, augment=augment,
-                           learn_transitions=learn_transitions, label_smoothing=label_smoothing, limit=limit,
+                           learn_transitions=learn_transitions, label_smoothing=label_smoothing,
+                           class_balance=class_balance, limit=limit,
                            folds=folds, fold=fold, every_song=every_song)
     start_training("chords", run, options)
 

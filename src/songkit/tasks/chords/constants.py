@@ -35,7 +35,7 @@ NUM_CLASSES = len(VOCAB)  # 25
 IGNORE = -100  # X, dim, sus...: left out of the loss and the scores (torch's cross-entropy default)
 
 # --- models and decoding ---
-MODEL_NAMES = ("frame", "blstm", "crnn1", "crnn2", "cnn_blstm")
+MODEL_NAMES = ("frame", "blstm", "crnn1", "crnn2", "cnn_blstm", "attention")
 DEFAULT_MODEL = "cnn_blstm"  # the shipped checkpoint's model
 SELF_PROB = 0.9  # HMM self-transition probability at ~21.5 frames/s (chords last ~10-40 frames)
 WINDOW_FRAMES = 1024  # inference: frames per window when a song is cut into a batch (~48 s)
@@ -76,6 +76,7 @@ class TrainOptions:
     augment: bool = True  # random transposition of every window across the 12 keys
     learn_transitions: bool = False  # HMM transitions counted from the training labels (key-invariant)
     label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform over the 25 classes
+    class_balance: float = 0.0  # loss weight of a chord quality (N, maj, min) ~ its frame share ** -a (0: off)
     limit: int = 0  # use only the first N songs of each --data folder (0: all)
     folds: int = 0  # cross-validation: number of song-level folds (0: the fixed hash split)
     fold: int = 0  # which fold is held out (with --folds)

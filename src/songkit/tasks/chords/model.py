@@ -15,6 +15,8 @@ The seed's models (its tables 2-4), adapted from 12-d to 24-d chroma input:
   (3 conv+BN+ReLU layers, 128 channels, kernel 5: ~0.6 s of context per layer) feeding a
   2-layer BLSTM(128) and a linear layer, in the spirit of the conv-recurrent chord models
   of McFee & Bello (2017) and madmom's CNN front end; decoded with HMM smoothing (infer.py).
+- ``attention`` (ours): the same kind of conv front end feeding 4 banded self-attention layers, in the
+  spirit of BTC (Park et al., 2019), the transformer the issue names.
 
 Every config inherits ``SignalConfig``: the settings that change what the model sees or how its
 output is decoded (sample rate, FFT size, hop, HMM transitions) are saved in the checkpoint and
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from songkit.tasks.chords import constants as C
@@ -183,12 +186,58 @@ class CNNBLSTM(ChordNet):
         return self.fc(self.drop(h))
 
 
+@dataclass
+class AttentionConfig(SignalConfig):
+    channels: int = 128
+    kernel: int = 5
+    conv_layers: int = 2
+    heads: int = 4
+    layers: int = 4
+    ff: int = 256
+    radius: int = 64  # frames each frame attends to on either side (~3 s)
+    dropout: float = 0.2
+
+
+class Attention(ChordNet):
+    """Conv front end + bidirectional self-attention over time, in the spirit of BTC (Park et al., 2019).
+
+    Attention is banded (``radius`` frames each side): training windows are 128 frames and inference
+    windows 1,024 (infer.py), so an unbanded layer would see 8x longer contexts at test time than it was
+    trained on; banded, every frame sees the same span in both. The conv front end gives the local order
+    (no position encoding: which of 128 frames a frame is in says nothing about its chord).
+    """
+
+    use_amp = True
+
+    def __init__(self, cfg: AttentionConfig):
+        super().__init__(cfg)
+        layers, c_in = [], cfg.input_dim
+        for _ in range(cfg.conv_layers):
+            layers += [nn.Conv1d(c_in, cfg.channels, cfg.kernel, padding=cfg.kernel // 2), nn.BatchNorm1d(cfg.channels),
+                       nn.ReLU(), nn.Dropout(cfg.dropout)]
+            c_in = cfg.channels
+        self.cnn = nn.Sequential(*layers)
+        layer = nn.TransformerEncoderLayer(cfg.channels, cfg.heads, cfg.ff, cfg.dropout, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.channels)
+        self.fc = nn.Linear(cfg.channels, cfg.num_classes)
+
+    def forward(self, x):  # (B, T, F)
+        h = self.cnn(x.transpose(1, 2)).transpose(1, 2)  # (B, T, C)
+        t = torch.arange(x.shape[1], device=x.device)
+        far = (t[:, None] - t[None, :]).abs() > self.cfg.radius  # (T, T): True = not attended
+        h = self.encoder(h, mask=far)
+        return self.fc(self.norm(h))
+
+
 MODELS = {
     "frame": (FrameConfig, FrameLSTM),
     "blstm": (BLSTMConfig, BLSTM),
     "crnn1": (CRNNConfig, CRNN),
     "crnn2": (CRNNConfig, CRNN),
     "cnn_blstm": (CNNBLSTMConfig, CNNBLSTM),
+    "attention": (AttentionConfig, Attention),
 }
 PRESETS = {  # the seed's two CRNNs share one config class
     "crnn1": {"convs": [[64, 5, 7]]},

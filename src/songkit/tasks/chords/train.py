@@ -14,17 +14,36 @@ from songkit.tasks.chords import constants as C
 from songkit.tasks.chords.constants import TrainOptions
 
 
+def quality_weights(songs, alpha: float) -> torch.Tensor:
+    """(25,) loss weights: each quality (N, maj, min) weighted by its share of training frames ** -alpha.
+
+    Per quality, not per class: the windows are transposed at random, so the 12 roots of a quality are
+    equally common in training whatever the songs' keys. Scaled so the frame-weighted mean weight is 1
+    (the loss keeps its size, so the learning rate means the same).
+    """
+    import numpy as np
+
+    labels = np.concatenate([np.asarray(s.labels) for s in songs])
+    labels = labels[labels != C.IGNORE]
+    quality = np.where(labels == C.NO_CHORD, 0, 1 + (labels - 1) // 12)  # 0 N, 1 maj, 2 min
+    share = np.bincount(quality, minlength=3) / max(len(quality), 1)
+    w = np.where(share > 0, np.maximum(share, 1e-6) ** -alpha, 0.0)
+    w /= max(float((share * w).sum()), 1e-12)
+    return torch.tensor([w[0]] + [w[1]] * 12 + [w[2]] * 12, dtype=torch.float32)
+
+
 class ChordTrainTask:
     """The duck-typed task of ``core.train.fit``: seeded windows in, cross-entropy out."""
 
     def __init__(self, train_songs, valid_songs, seq_len: int, batch_size: int, seed: int, augment: bool = True,
-                 workers: int = 0, label_smoothing: float = 0.0):
+                 workers: int = 0, label_smoothing: float = 0.0, class_balance: float = 0.0):
         from songkit.tasks.chords.data import ChromaWindows
 
         self.windows = ChromaWindows(train_songs, seq_len, seed, augment)
         self.valid = valid_songs or train_songs[:1]
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
         self.label_smoothing = label_smoothing
+        self.weight = quality_weights(train_songs, class_balance) if class_balance else None  # (25,) or None
 
     def batches(self, epoch: int, rank: int = 0, world: int = 1):
         from songkit.core.data import make_loader
@@ -40,7 +59,8 @@ class ChordTrainTask:
         x, y = (t.to(device) for t in batch)  # (B, L, 24), (B, L)
         logits = model(x).float()  # (B, L, 25)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                 ignore_index=C.IGNORE, label_smoothing=self.label_smoothing)
+                                                 ignore_index=C.IGNORE, label_smoothing=self.label_smoothing,
+                                                 weight=self.weight)
         return loss, int((y != C.IGNORE).sum())
 
     def evaluate(self, model, device) -> dict[str, float]:
@@ -64,7 +84,7 @@ def model_config(options: TrainOptions, train_songs=None):
 
     over = {}
     if options.hidden_size:
-        key = {"frame": "hidden", "blstm": "hidden"}.get(options.model, "rnn_hidden")
+        key = {"frame": "hidden", "blstm": "hidden", "attention": "channels"}.get(options.model, "rnn_hidden")
         over[key] = options.hidden_size
     if options.learn_transitions and train_songs:
         over["transitions"] = learn_transitions([s.labels for s in train_songs])
@@ -106,7 +126,7 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
     log(f"chords: {options.model}, {len(train_songs)} train songs ({frames} frames), "
         f"{len(valid_songs)} validation songs")
     task = ChordTrainTask(train_songs, valid_songs, options.seq_len, run.batch_size, run.seed, options.augment,
-                          run.workers, options.label_smoothing)
+                          run.workers, options.label_smoothing, options.class_balance)
     meta = {"task": C.TASK, "model": options.model, "config": asdict(cfg), "vocab": C.VOCAB,
             "extra": {"data": name, "input": "bothchroma24-normalized", "seq_len": options.seq_len,
                       "folds": options.folds, "fold": options.fold,
