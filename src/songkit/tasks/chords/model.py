@@ -128,7 +128,7 @@ class CRNN(ChordNet):
             layers += [nn.Conv2d(c_in, c_out, k), nn.ReLU(), nn.MaxPool2d(pool)]
             c_in = c_out
         self.cnn = nn.Sequential(*layers)
-        self.rnn = nn.LSTM(c_in, cfg.rnn_hidden, batch_first=True, bidirectional=True)
+        self.rnn = nn.LSTM(cfg.channels, cfg.rnn_hidden, batch_first=True, bidirectional=True)
         self.fc = nn.Linear(2 * cfg.rnn_hidden, cfg.num_classes)
 
     def min_frames(self) -> int:
@@ -150,6 +150,16 @@ class CRNN(ChordNet):
         return nn.functional.interpolate(logits, size=T, mode="nearest").transpose(1, 2)  # (B, T, 25)
 
 
+def conv_front(cfg) -> nn.Sequential:
+    """``cfg.conv_layers`` same-padded conv+BN+ReLU+dropout layers over time: (B, 24, T) -> (B, channels, T)."""
+    layers, c_in = [], cfg.input_dim
+    for _ in range(cfg.conv_layers):
+        layers += [nn.Conv1d(c_in, cfg.channels, cfg.kernel, padding=cfg.kernel // 2), nn.BatchNorm1d(cfg.channels),
+                   nn.ReLU(), nn.Dropout(cfg.dropout)]
+        c_in = cfg.channels
+    return nn.Sequential(*layers)
+
+
 @dataclass
 class CNNBLSTMConfig(SignalConfig):
     channels: int = 128
@@ -169,14 +179,9 @@ class CNNBLSTM(ChordNet):
 
     def __init__(self, cfg: CNNBLSTMConfig):
         super().__init__(cfg)
-        layers, c_in = [], cfg.input_dim
-        for _ in range(cfg.conv_layers):
-            layers += [nn.Conv1d(c_in, cfg.channels, cfg.kernel, padding=cfg.kernel // 2), nn.BatchNorm1d(cfg.channels),
-                       nn.ReLU(), nn.Dropout(cfg.dropout)]
-            c_in = cfg.channels
-        self.cnn = nn.Sequential(*layers)
-        self.rnn = nn.LSTM(c_in, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True, bidirectional=True,
-                           dropout=cfg.dropout)
+        self.cnn = conv_front(cfg)
+        self.rnn = nn.LSTM(cfg.channels, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True,
+                           bidirectional=True, dropout=cfg.dropout)
         self.drop = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(2 * cfg.rnn_hidden, cfg.num_classes)
 
@@ -211,12 +216,7 @@ class Attention(ChordNet):
 
     def __init__(self, cfg: AttentionConfig):
         super().__init__(cfg)
-        layers, c_in = [], cfg.input_dim
-        for _ in range(cfg.conv_layers):
-            layers += [nn.Conv1d(c_in, cfg.channels, cfg.kernel, padding=cfg.kernel // 2), nn.BatchNorm1d(cfg.channels),
-                       nn.ReLU(), nn.Dropout(cfg.dropout)]
-            c_in = cfg.channels
-        self.cnn = nn.Sequential(*layers)
+        self.cnn = conv_front(cfg)
         layer = nn.TransformerEncoderLayer(cfg.channels, cfg.heads, cfg.ff, cfg.dropout, batch_first=True,
                                            norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
