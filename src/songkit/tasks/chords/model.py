@@ -128,7 +128,7 @@ class CRNN(ChordNet):
             layers += [nn.Conv2d(c_in, c_out, k), nn.ReLU(), nn.MaxPool2d(pool)]
             c_in = c_out
         self.cnn = nn.Sequential(*layers)
-        self.rnn = nn.LSTM(cfg.channels, cfg.rnn_hidden, batch_first=True, bidirectional=True)
+        self.rnn = nn.LSTM(c_in, cfg.rnn_hidden, batch_first=True, bidirectional=True)
         self.fc = nn.Linear(2 * cfg.rnn_hidden, cfg.num_classes)
 
     def min_frames(self) -> int:
