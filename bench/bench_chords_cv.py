@@ -6,7 +6,8 @@
 Each song lands in one fold by a hash of its id (``data.split_of(name, folds, fold)``); for each fold a
 model is trained on the other folds (one in ten of them held out for model selection) with
 ``songkit train chords --folds K --fold I`` 's code path, then scored on the held-out fold with two HMM
-decoders: one self-transition probability (0.9) and the transitions learned from the training labels.
+decoders: one self-transition probability (0.9) and the transitions learned from the training labels
+(with ``--crf``: the CRF's own transitions).
 The chroma-template baseline is scored on the same folds. One JSON line per (model, fold, decoder) goes
 to OUT/cv.jsonl (folds already there are skipped, so a killed run continues); the summary (mean and
 standard deviation over folds, and the WCSR over all songs) is printed and written to OUT/summary.json.
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up (the attention model: 100)")
     ap.add_argument("--class-balance", type=float, default=0.0, help="quality loss weights ~ share ** -A")
+    ap.add_argument("--crf", action="store_true", help="a CRF layer (its transitions are the 'learned' decoder)")
     ap.add_argument("--hidden-size", type=int, default=0, help="LSTM units per direction (0: the model's default)")
     ap.add_argument("--no-amp", action="store_true", help="plain fp32 (the default: bf16 where it pays)")
     ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
@@ -100,7 +102,7 @@ def main() -> None:
                            device="cpu", seed=0, workers=0, force=True, amp=not args.no_amp,
                            warmup_steps=args.warmup_steps)
             t0 = time.time()
-            options = TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=True,
+            options = TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=not args.crf, crf=args.crf,
                                    hidden_size=args.hidden_size, label_smoothing=args.label_smoothing,
                                    class_balance=args.class_balance,
                                    folds=args.folds, fold=fold)

@@ -368,12 +368,61 @@ def test_attention_sees_only_its_band():
     assert moved[~near].max() < 1e-5 and moved[near].min() > 1e-6
 
 
-def _fit(tmp_path, songs, valid, seed=0, epochs=8):
+def test_crf_likelihood_is_the_sum_over_every_path():
+    """The CRF's log-partition and its label-path likelihood (an IGNORE frame free) against all 25 ** 3 paths."""
+    from songkit.tasks.chords.crf import TiedTransitions, log_partition, nll
+
+    torch.manual_seed(0)
+    crf = TiedTransitions()
+    with torch.no_grad():
+        crf.table.add_(torch.randn(3, 3, 12))
+    trans = crf().detach()  # (25, 25)
+    logits = torch.randn(2, 3, C.NUM_CLASSES, dtype=torch.float64)
+    tr = trans.double()
+    every = (logits[:, 0, :, None, None] + logits[:, 1, None, :, None] + logits[:, 2, None, None, :]
+             + tr[None, :, :, None] + tr[None, None, :, :])  # (2, 25, 25, 25): every path's score
+    assert torch.allclose(log_partition(logits, tr), every.flatten(1).logsumexp(1))
+    y = torch.tensor([[3, C.IGNORE, 17], [0, 5, 5]])
+    want = (every[0].logsumexp((0, 1, 2)) - every[0, 3, :, 17].logsumexp(0)
+            + every[1].logsumexp((0, 1, 2)) - every[1, 0, 5, 5])
+    assert torch.allclose(nll(logits, y, tr).double(), want, atol=1e-4)
+    assert float(nll(logits, torch.full((2, 3), C.IGNORE), tr)) == pytest.approx(0.0, abs=1e-4)
+    nll(logits.float(), y, crf()).backward()
+    assert crf.table.grad.abs().sum() > 0
+
+
+def test_crf_transitions_are_key_invariant():
+    from songkit.tasks.chords.crf import TiedTransitions
+
+    crf = TiedTransitions()
+    with torch.no_grad():
+        crf.table.copy_(torch.randn(3, 3, 12))
+        tr = crf()
+    for a, b, shift in ((1, 14, 3), (5, 20, 7), (0, 8, 2), (16, 0, 11)):
+        assert tr[C.transpose_class(a, shift), C.transpose_class(b, shift)] == tr[a, b]
+    assert len(torch.unique(tr)) > 50  # tied over keys only
+
+
+def test_crf_model_learns_synthetic_chords_and_decodes_with_its_transitions(tmp_path):
+    from songkit.tasks.chords.infer import load, predict_classes
+
+    train, valid = _synthetic_songs(6), _synthetic_songs(2, seed=1)
+    hist, _ = _fit(tmp_path, train, valid, crf=True)
+    assert hist[-1]["val_acc"] > 0.9 > hist[0]["val_acc"]
+    model, _ = load(tmp_path / "best.ckpt")
+    assert model.cfg.crf and not model.cfg.transitions
+    trans = model.decoding_transitions()  # learned: no longer the fixed HMM it started from
+    assert trans.shape == (C.NUM_CLASSES, C.NUM_CLASSES) and np.ptp(np.diag(trans)) > 1e-3
+    res = evaluate.score_songs(valid, lambda ss: predict_classes(model, model.cfg, [s.chroma for s in ss]))
+    assert res["majmin_wcsr"] > 0.9
+
+
+def _fit(tmp_path, songs, valid, seed=0, epochs=8, crf=False):
     from songkit.core.train import TrainConfig, fit
     from songkit.tasks.chords.model import MODELS, make_config
     from songkit.tasks.chords.train import ChordTrainTask
 
-    cfg = make_config("blstm", hidden=32, dropout=0.0)
+    cfg = make_config("blstm", hidden=32, dropout=0.0, crf=crf)
     task = ChordTrainTask(songs, valid, seq_len=64, batch_size=8, seed=seed)
     hist = fit(lambda: MODELS["blstm"][1](cfg), task,
                TrainConfig(epochs=epochs, lr=1e-2, schedule="none", monitor="val_acc", monitor_mode="max", seed=seed),

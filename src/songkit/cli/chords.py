@@ -107,6 +107,8 @@ def train_chords(
     learn_transitions: Annotated[bool, typer.Option(
         "--learn-transitions/--no-learn-transitions",
         help="HMM transitions counted from the training labels (key-invariant) instead of one --self-prob.")] = False,
+    crf: Annotated[bool, typer.Option(
+        "--crf", help="A CRF layer trained with the network; decoding uses its key-invariant transitions.")] = False,
     label_smoothing: Annotated[float, typer.Option(
         "--label-smoothing", min=0.0, max=0.5, metavar="E",
         help="Cross-entropy against (1 - E) one-hot + E uniform (0: off; see docs/chords.md).")] = 0.0,
@@ -122,7 +124,7 @@ def train_chords(
 ) -> None:
     """Train a chord model on Billboard chroma and/or audio+.lab folders (default: the embedded Bach chorales)."""
     options = TrainOptions(model=model, seq_len=seq_len, hidden_size=hidden_size, augment=augment,
-                           learn_transitions=learn_transitions, label_smoothing=label_smoothing,
+                           learn_transitions=learn_transitions, crf=crf, label_smoothing=label_smoothing,
                            class_balance=class_balance, limit=limit,
                            folds=folds, fold=fold, every_song=every_song)
     start_training("chords", run, options)

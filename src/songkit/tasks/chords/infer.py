@@ -17,7 +17,7 @@ import torch
 from songkit.core.errors import UserError
 from songkit.tasks.chords import constants as C
 from songkit.tasks.chords.features import normalize_chroma, rotate_chroma
-from songkit.tasks.chords.hmm import viterbi, viterbi_many
+from songkit.tasks.chords.hmm import viterbi_many
 from songkit.tasks.chords.labels import Annotation, frames_to_segments
 
 
@@ -108,19 +108,13 @@ def song_log_probs(model, chromas, device="cpu", window: int = C.WINDOW_FRAMES, 
     return outs
 
 
-def decode(log_probs, cfg, self_prob: float | None = None) -> np.ndarray:
-    """HMM decoding with the model config's transitions (a given ``self_prob`` overrides them)."""
-    if self_prob is not None:
-        return viterbi(log_probs, self_prob)
-    return viterbi(log_probs, cfg.self_prob, cfg.transitions or None)
-
-
 def predict_classes(model, cfg, chromas, device="cpu", self_prob: float | None = None, **window) -> list[np.ndarray]:
     """Raw chroma per song -> decoded majmin classes ``(T,)`` per song (all songs decoded in one batch)."""
     log_probs = song_log_probs(model, chromas, device, **window)
     if self_prob is not None:
         return viterbi_many(log_probs, self_prob)
-    return viterbi_many(log_probs, cfg.self_prob, cfg.transitions or None)
+    trans = model.decoding_transitions() if hasattr(model, "decoding_transitions") else cfg.transitions or None
+    return viterbi_many(log_probs, cfg.self_prob, trans)
 
 
 def segments(classes, cfg, duration: float | None = None) -> Annotation:

@@ -45,6 +45,7 @@ class SignalConfig:
     num_classes: int = C.NUM_CLASSES
     self_prob: float = C.SELF_PROB  # HMM: chance of staying on a chord per frame (used when no transitions)
     transitions: list = field(default_factory=list)  # learned (25, 25) log transition matrix; [] = self_prob
+    crf: bool = False  # a CRF layer (crf.py) trained with the network; its transitions decode (not the above)
 
     def check(self) -> None:
         if not 0 < self.sample_rate <= 192_000:
@@ -69,6 +70,20 @@ class ChordNet(nn.Module):
     def __init__(self, cfg: SignalConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.crf:
+            from songkit.tasks.chords.crf import TiedTransitions
+
+            self.crf = TiedTransitions(cfg.self_prob)
+        else:
+            self.crf = None
+
+    def decoding_transitions(self):
+        """The ``(25, 25)`` transition scores Viterbi decodes with: the CRF's, the config's learned ones, or None
+        (one ``self_prob``)."""
+        if self.crf is not None:
+            with torch.no_grad():
+                return self.crf().double().cpu().numpy()
+        return self.cfg.transitions or None
 
 
 @dataclass

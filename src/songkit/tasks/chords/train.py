@@ -58,10 +58,16 @@ class ChordTrainTask:
     def train_step(self, model, batch, device):
         x, y = (t.to(device) for t in batch)  # (B, L, 24), (B, L)
         logits = model(x).float()  # (B, L, 25)
+        crf = getattr(model, "module", model).crf  # DDP wraps the model
+        count = int((y != C.IGNORE).sum())
+        if crf is not None:  # path NLL per scored frame, so the learning rate means what it does for cross-entropy
+            from songkit.tasks.chords.crf import nll
+
+            return nll(logits, y, crf()) / max(count, 1), count
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                                  ignore_index=C.IGNORE, label_smoothing=self.label_smoothing,
                                                  weight=self.weight)
-        return loss, int((y != C.IGNORE).sum())
+        return loss, count
 
     def evaluate(self, model, device) -> dict[str, float]:
         from songkit.tasks.chords.infer import song_log_probs
@@ -86,6 +92,8 @@ def model_config(options: TrainOptions, train_songs=None):
     if options.hidden_size:
         key = {"frame": "hidden", "blstm": "hidden", "attention": "channels"}.get(options.model, "rnn_hidden")
         over[key] = options.hidden_size
+    if options.crf:
+        over["crf"] = True
     if options.learn_transitions and train_songs:
         over["transitions"] = learn_transitions([s.labels for s in train_songs])
     cfg = make_config(options.model, **over)
@@ -115,6 +123,8 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
 
     if options.model not in MODELS:
         raise UserError(f"--model {options.model}: expected one of {', '.join(MODELS)}")
+    if options.crf and (options.label_smoothing or options.class_balance):
+        raise UserError("--crf trains on whole label paths: it does not go with --label-smoothing or --class-balance")
     if options.folds and options.every_song:
         raise UserError("--every-song trains on the held-out fold too: it does not go with --folds")
     if options.folds and not 0 <= options.fold < options.folds:
