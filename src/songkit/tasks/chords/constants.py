@@ -54,6 +54,13 @@ def class_root(index: int) -> int:
     return -1 if index == NO_CHORD else (index - 1) % 12
 
 
+def class_quality(index):
+    """Quality of class ids (int or numpy array): 0 N, 1 major, 2 minor."""
+    import numpy as np
+
+    return np.where(np.asarray(index) == NO_CHORD, 0, 1 + (np.asarray(index) - 1) // 12)
+
+
 def transpose_class(index, shift: int):
     """Move class ids (int or numpy/torch array) up ``shift`` semitones; N and IGNORE stay."""
     if isinstance(index, int):

@@ -137,14 +137,9 @@ def beat_sync_decode(log_probs, beat_times, frame_seconds: float, self_prob: flo
     return np.repeat(per_beat, np.diff(np.append(starts, T)))
 
 
-def _quality(k: int) -> int:
-    """0 N, 1 maj, 2 min."""
-    return 0 if k == C.NO_CHORD else 1 + (k - 1) // 12
-
-
 def tied_index(a: int, b: int) -> tuple[int, int, int]:
     """The shared cell of a transition a -> b: (quality of a, quality of b, root interval; 0 when N is involved)."""
-    qa, qb = _quality(a), _quality(b)
+    qa, qb = int(C.class_quality(a)), int(C.class_quality(b))
     interval = (C.class_root(b) - C.class_root(a)) % 12 if qa and qb else 0
     return qa, qb, interval
 
@@ -163,8 +158,7 @@ def learn_transitions(label_sequences, smoothing: float = 1.0) -> list[list[floa
         if len(y) < 2:
             continue
         a, b = y[:-1], y[1:]
-        qa = np.where(a == 0, 0, 1 + (a - 1) // 12)
-        qb = np.where(b == 0, 0, 1 + (b - 1) // 12)
+        qa, qb = C.class_quality(a), C.class_quality(b)
         interval = np.where((qa > 0) & (qb > 0), ((b - 1) % 12 - (a - 1) % 12) % 12, 0)
         np.add.at(counts, (qa, qb, interval), 1)
     # one tied cell covers several matrix cells: 12 targets for maj/min from N or for any root interval

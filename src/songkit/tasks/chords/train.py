@@ -25,7 +25,7 @@ def quality_weights(songs, alpha: float) -> torch.Tensor:
 
     labels = np.concatenate([np.asarray(s.labels) for s in songs])
     labels = labels[labels != C.IGNORE]
-    quality = np.where(labels == C.NO_CHORD, 0, 1 + (labels - 1) // 12)  # 0 N, 1 maj, 2 min
+    quality = C.class_quality(labels)
     share = np.bincount(quality, minlength=3) / max(len(quality), 1)
     w = np.where(share > 0, np.maximum(share, 1e-6) ** -alpha, 0.0)
     w /= max(float((share * w).sum()), 1e-12)
@@ -58,7 +58,7 @@ class ChordTrainTask:
     def train_step(self, model, batch, device):
         x, y = (t.to(device) for t in batch)  # (B, L, 24), (B, L)
         logits = model(x).float()  # (B, L, 25)
-        crf = getattr(model, "module", model).crf  # DDP wraps the model
+        crf = getattr(getattr(model, "module", model), "crf", None)  # DDP wraps the model
         count = int((y != C.IGNORE).sum())
         if crf is not None:  # path NLL per scored frame, so the learning rate means what it does for cross-entropy
             from songkit.tasks.chords.crf import nll
