@@ -27,7 +27,14 @@ def main() -> None:
     ap.add_argument("--only-folds", type=int, nargs="*", default=None)
     ap.add_argument("--self-prob", type=float, default=0.9)
     ap.add_argument("--rotations", type=int, default=1)
+    ap.add_argument("--out", default=None, help="also append the JSON lines to this file (kept with the runs)")
     args = ap.parse_args()
+
+    def emit(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
     from songkit.tasks.chords.data import load
     from songkit.tasks.chords.evaluate import score_songs
@@ -55,12 +62,11 @@ def main() -> None:
             res = score_songs(songs, lambda ss, by=by_name: [viterbi(by[s.name], args.self_prob) for s in ss])
             rows.append({"fold": fold, "who": name, "songs": res["songs"], "majmin_wcsr": res["majmin_wcsr"],
                          "root_wcsr": res["root_wcsr"]})
-            print(json.dumps(rows[-1]), flush=True)
+            emit(rows[-1])
     for name in dict.fromkeys(r["who"] for r in rows):
         rs = [r for r in rows if r["who"] == name]
-        print(json.dumps({"who": name, "folds": len(rs),
-                          "majmin_mean": statistics.fmean(r["majmin_wcsr"] for r in rs),
-                          "root_mean": statistics.fmean(r["root_wcsr"] for r in rs)}))
+        emit({"who": name, "folds": len(rs), "majmin_mean": statistics.fmean(r["majmin_wcsr"] for r in rs),
+              "root_mean": statistics.fmean(r["root_wcsr"] for r in rs)})
 
 
 if __name__ == "__main__":
