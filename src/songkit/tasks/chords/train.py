@@ -70,16 +70,26 @@ class ChordTrainTask:
         return loss, count
 
     def evaluate(self, model, device) -> dict[str, float]:
+        from songkit.tasks.chords.crf import nll
+        from songkit.tasks.chords.hmm import viterbi
         from songkit.tasks.chords.infer import song_log_probs
 
+        core = getattr(model, "module", model)
+        trans = core.decoding_transitions() if getattr(core, "crf", None) is not None else None  # (25, 25)
         total_loss, correct, count = 0.0, 0, 0
         for s, lp in zip(self.valid, song_log_probs(model, [s.chroma for s in self.valid], device)):
-            lp, y = torch.from_numpy(lp), torch.as_tensor(s.labels)
+            y = torch.as_tensor(s.labels)
             keep = y != C.IGNORE
-            if keep.any():
+            if not keep.any():
+                continue
+            if trans is None:  # frame-wise: the loss trained, and argmax
+                lp = torch.from_numpy(lp)
                 total_loss += float(torch.nn.functional.nll_loss(lp[keep], y[keep], reduction="sum"))
                 correct += int((lp[keep].argmax(-1) == y[keep]).sum())
-                count += int(keep.sum())
+            else:  # a CRF's frame scores mean nothing alone: its path loss, and its decoded path
+                total_loss += float(nll(torch.from_numpy(lp)[None], y[None], torch.from_numpy(trans).float()))
+                correct += int((torch.from_numpy(viterbi(lp, transitions=trans))[keep] == y[keep]).sum())
+            count += int(keep.sum())
         return {"val_loss": total_loss / max(count, 1), "val_acc": correct / max(count, 1)}
 
 
