@@ -113,8 +113,7 @@ def predict_classes(model, cfg, chromas, device="cpu", self_prob: float | None =
     log_probs = song_log_probs(model, chromas, device, **window)
     if self_prob is not None:
         return viterbi_many(log_probs, self_prob)
-    trans = model.decoding_transitions() if hasattr(model, "decoding_transitions") else cfg.transitions or None
-    return viterbi_many(log_probs, cfg.self_prob, trans)
+    return viterbi_many(log_probs, cfg.self_prob, model.decoding_transitions())
 
 
 def segments(classes, cfg, duration: float | None = None) -> Annotation:
