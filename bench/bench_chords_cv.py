@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--class-balance", type=float, default=0.0, help="quality loss weights ~ share ** -A")
     ap.add_argument("--crf", action="store_true", help="a CRF layer (its transitions are the 'learned' decoder)")
     ap.add_argument("--hidden-size", type=int, default=0, help="LSTM units per direction (0: the model's default)")
+    ap.add_argument("--ema", type=float, default=0.0, help="moving average of the weights (decay; 0: off)")
     ap.add_argument("--no-amp", action="store_true", help="plain fp32 (the default: bf16 where it pays)")
     ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
     ap.add_argument("--out", type=Path, default=Path("runs/chords-cv"))
@@ -100,7 +101,7 @@ def main() -> None:
             run = TrainRun(data=[args.data, *args.extra_data], out=run_dir, epochs=args.epochs,
                            batch_size=args.batch_size, lr=LR.get(model, 1e-3), max_steps_per_epoch=args.steps,
                            device="cpu", seed=0, workers=0, force=True, amp=not args.no_amp,
-                           warmup_steps=args.warmup_steps)
+                           warmup_steps=args.warmup_steps, ema=args.ema)
             t0 = time.time()
             options = TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=not args.crf, crf=args.crf,
                                    hidden_size=args.hidden_size, label_smoothing=args.label_smoothing,

@@ -10,7 +10,7 @@ from toy import META, Keep, ToyTask, make_model
 
 from songkit.core.checkpoint import load_checkpoint
 from songkit.core.errors import UserError
-from songkit.core.train import TrainConfig, TrainRun, fit, lr_at, prepare_run_folder
+from songkit.core.train import TrainConfig, TrainRun, ema_decay, ema_update, fit, lr_at, prepare_run_folder
 
 
 def _weights(path):
@@ -63,6 +63,37 @@ def test_resume_equals_uninterrupted(tmp_path, schedule, optimizer):
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert [r["train_loss"] for r in h_full] == [r["train_loss"] for r in h_res]
+
+
+def test_ema_update_is_the_moving_average():
+    ema, model = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        ema.weight.fill_(1.0)
+        model.weight.fill_(3.0)
+        model.running_mean.fill_(2.0)
+    model.num_batches_tracked.fill_(7)
+    ema_update(ema, model, 0.75)
+    assert torch.allclose(ema.weight, torch.full((2,), 1.5))  # 0.75 * 1 + 0.25 * 3
+    assert torch.allclose(ema.running_mean, torch.full((2,), 0.5))  # buffers are averaged too
+    assert int(ema.num_batches_tracked) == 7  # integer buffers are copied
+    assert ema_decay(0, 0.999) == pytest.approx(0.1) and ema_decay(10**6, 0.999) == 0.999
+
+
+def test_ema_is_what_is_saved_and_resumes_exactly(tmp_path):
+    cfg = dict(epochs=4, lr=1e-2, warmup_steps=3, ema=0.9)
+    full = Keep()
+    h_full = fit(full, ToyTask(), TrainConfig(**cfg), tmp_path / "full", META, device="cpu")
+    last = load_checkpoint(tmp_path / "full" / "last.ckpt")
+    raw = last.train_state["raw_state"]
+    assert all(torch.equal(a, b) for a, b in zip(raw.values(), full.model.state_dict().values()))
+    assert not all(torch.equal(last.state_dict[k], raw[k]) for k in raw)  # the average, not the raw weights
+    fit(make_model, ToyTask(), TrainConfig(**cfg), tmp_path / "part", META, device="cpu", stop_after_epoch=2)
+    h_res = fit(make_model, ToyTask(), TrainConfig(**cfg), tmp_path / "part", META, device="cpu", resume=True)
+    again = load_checkpoint(tmp_path / "part" / "last.ckpt")
+    assert all(torch.equal(last.state_dict[k], again.state_dict[k]) for k in raw)
+    assert [r["val_loss"] for r in h_full] == [r["val_loss"] for r in h_res]  # evaluated on the average
+    with pytest.raises(UserError, match="ema"):
+        TrainConfig(ema=1.0).check()
 
 
 def test_resume_repairs_metrics_left_behind_by_a_kill(tmp_path):

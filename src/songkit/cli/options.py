@@ -30,8 +30,8 @@ def train_options(**defaults: Any) -> Callable:
     d = {
         "data": None, "out": Path("runs/train"), "epochs": 10, "batch_size": 32, "lr": 1e-3, "optimizer": "adamw",
         "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": 0, "clip_grad": 1.0, "patience": 0,
-        "max_steps_per_epoch": 0, "amp": True, "device": "auto", "seed": 0, "resume": False, "workers": None,
-        "force": False,
+        "max_steps_per_epoch": 0, "ema": 0.0, "amp": True, "device": "auto", "seed": 0, "resume": False,
+        "workers": None, "force": False,
     }
     unknown = set(defaults) - set(d)
     if unknown:
@@ -64,6 +64,10 @@ def train_options(**defaults: Any) -> Callable:
         P("max_steps_per_epoch", P.KEYWORD_ONLY, default=d["max_steps_per_epoch"],
           annotation=Annotated[int, typer.Option(
               "--max-steps-per-epoch", min=0, help="Cap the steps per epoch (0: a full pass).")]),
+        P("ema", P.KEYWORD_ONLY, default=d["ema"], annotation=Annotated[float, typer.Option(
+            "--ema", min=0.0, max=0.9999, metavar="DECAY",
+            help="Keep a moving average of the weights with this decay (e.g. 0.999); it is evaluated and saved "
+            "(0: off).")]),
         P("amp", P.KEYWORD_ONLY, default=d["amp"], annotation=Annotated[bool, typer.Option(
             "--amp/--no-amp", help="Mixed precision where it pays: bf16 on CPUs with AMX/AVX512-BF16 and on CUDA "
             "(fp16 where bf16 is missing); --no-amp: plain fp32.")]),

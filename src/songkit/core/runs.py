@@ -51,6 +51,7 @@ class TrainRun:
     clip_grad: float = 1.0
     patience: int = 0
     max_steps_per_epoch: int = 0
+    ema: float = 0.0
     amp: bool = True
     device: str = "auto"
     seed: int = 0
@@ -68,7 +69,7 @@ class TrainRun:
             epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
             schedule=self.schedule, warmup_steps=self.warmup_steps, clip_grad=self.clip_grad or None,
             patience=self.patience or None, amp=self.amp, seed=self.seed,
-            max_steps_per_epoch=self.max_steps_per_epoch or None, run_options=self.record,
+            max_steps_per_epoch=self.max_steps_per_epoch or None, ema=self.ema, run_options=self.record,
         )
         for key, value in overrides.items():
             setattr(cfg, key, value)

@@ -2,7 +2,8 @@
 
 A task supplies deterministic batches and a loss; ``fit`` supplies the rest:
 AdamW/Adam/SGD, a warm-up + cosine or reduce-on-plateau schedule, gradient
-clipping, early stopping on a validation metric, ``best.ckpt`` and ``last.ckpt``
+clipping, an optional moving average of the weights (``ema``: what is evaluated and saved),
+early stopping on a validation metric, ``best.ckpt`` and ``last.ckpt``
 in the run folder, ``--resume`` from ``last.ckpt`` with the same result as an
 uninterrupted run, autocast (bf16 on CPUs with AMX/AVX512-BF16 and on CUDA), and
 DistributedDataParallel under torchrun (rank 0 writes the files). Per-epoch metrics go to
@@ -67,6 +68,7 @@ class TrainConfig:
     amp: bool = True  # autocast where it pays: core.device.amp_dtype (bf16 CPU/CUDA, fp16 CUDA)
     seed: int = 0
     max_steps_per_epoch: int | None = None
+    ema: float = 0.0  # decay of a moving average of the weights (0: off); the average is evaluated and saved
     run_options: dict = field(default_factory=dict)  # what the run was started with (for --resume)
 
     def check(self) -> None:
@@ -78,6 +80,8 @@ class TrainConfig:
             raise UserError(f"monitor mode {self.monitor_mode}: expected min or max")
         if self.epochs < 1 or self.lr <= 0:
             raise UserError("--epochs must be >= 1 and --lr > 0")
+        if not 0.0 <= self.ema < 1.0:
+            raise UserError(f"--ema {self.ema}: expected a decay in [0, 1) (0: off; 0.999 is usual)")
 
 
 # ---------------------------------------------------------------- distributed
@@ -165,6 +169,26 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def ema_decay(step: int, decay: float) -> float:
+    """The EMA's decay at ``step``: short memory at first (the early weights are far from any optimum)."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+def ema_update(ema_model, model, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * model`` over every float parameter and buffer (BatchNorm
+    statistics too); integer buffers are copied."""
+    import torch
+
+    with torch.no_grad():
+        pairs = [(e, m) for e, m in zip(ema_model.state_dict().values(), model.state_dict().values(), strict=True)]
+        avg = [(e, m) for e, m in pairs if e.is_floating_point()]
+        if avg:
+            torch._foreach_lerp_([e for e, _ in avg], [m.detach() for _, m in avg], 1.0 - decay)
+        for e, m in pairs:
+            if not e.is_floating_point():
+                e.copy_(m)
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
@@ -219,6 +243,7 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)  # bf16 needs no scaling
 
     history: list[dict] = []
+    resumed_ema = None
     start_epoch, step, best, bad_epochs, done = 0, 0, None, 0, False
     last_path = out / "last.ckpt"
     if resume:
@@ -229,7 +254,10 @@ def fit(
             if not ck.train_state:
                 raise UserError(f"{last_path}: has no training state to resume from")
             ts = ck.train_state
-            model.load_state_dict(ck.state_dict)
+            if cfg.ema and "raw_state" not in ts:
+                raise UserError(f"{last_path}: --ema, but the run was started without it")
+            model.load_state_dict(ts["raw_state"] if cfg.ema else ck.state_dict)
+            resumed_ema = ck.state_dict if cfg.ema else None
             optimizer.load_state_dict(ts["optimizer"])
             if plateau is not None and ts.get("plateau"):
                 plateau.load_state_dict(ts["plateau"])
@@ -246,6 +274,16 @@ def fit(
             log(f"no {last_path} to resume from: starting a new run")
 
     raw_model = model
+    # the averaged weights are evaluated and saved as the model; the raw ones only go into last.ckpt's train_state
+    ema_model = None
+    if cfg.ema:
+        import copy
+
+        ema_model = copy.deepcopy(raw_model)
+        if resumed_ema is not None:
+            ema_model.load_state_dict(resumed_ema)
+        ema_model.requires_grad_(False)
+    eval_model = ema_model if ema_model is not None else raw_model
     if distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -273,8 +311,10 @@ def fit(
                 "epoch": epoch, "step": step, "best": best, "bad_epochs": bad_epochs, "done": done,
                 "train_config": asdict(cfg),
             }
+            if ema_model is not None:
+                ts["raw_state"] = raw_model.state_dict()
         save_checkpoint(path, task=meta["task"], model=meta["model"], config=meta["config"],
-                        vocab=meta.get("vocab"), state_dict=raw_model.state_dict(), history=history,
+                        vocab=meta.get("vocab"), state_dict=eval_model.state_dict(), history=history,
                         extra=extra, train_state=ts)
 
     epoch = start_epoch
@@ -309,6 +349,8 @@ def fit(
                         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                     scaler.step(optimizer)
                     scaler.update()
+                    if ema_model is not None:
+                        ema_update(ema_model, raw_model, ema_decay(step, cfg.ema))
                     step += 1
                     loss_value = float(loss.detach())
                     loss_sum += loss_value * n_items
@@ -320,8 +362,9 @@ def fit(
             train_seconds = time.time() - t0
             loss_sum, item_sum = _all_sum([loss_sum, float(item_sum)], dev)
             model.eval()
+            eval_model.eval()
             with torch.no_grad(), autocast(dev, dtype):
-                metrics = task.evaluate(raw_model, dev)
+                metrics = task.evaluate(eval_model, dev)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / max(1.0, item_sum), **metrics,
                    "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - t0, 3),
                    "items_per_s": round(item_sum / max(1e-9, train_seconds), 2)}  # training only, all ranks
