@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up (the attention model: 100)")
     ap.add_argument("--class-balance", type=float, default=0.0, help="quality loss weights ~ share ** -A")
     ap.add_argument("--crf", action="store_true", help="a CRF layer (its transitions are the 'learned' decoder)")
+    ap.add_argument("--crf-frame-loss", type=float, default=0.0, help="with --crf: + W x frame cross-entropy")
     ap.add_argument("--hidden-size", type=int, default=0, help="LSTM units per direction (0: the model's default)")
     ap.add_argument("--ema", type=float, default=0.0, help="moving average of the weights (decay; 0: off)")
     ap.add_argument("--no-amp", action="store_true", help="plain fp32 (the default: bf16 where it pays)")
@@ -104,6 +105,7 @@ def main() -> None:
                            warmup_steps=args.warmup_steps, ema=args.ema)
             t0 = time.time()
             options = TrainOptions(model=model, seq_len=args.seq_len, learn_transitions=not args.crf, crf=args.crf,
+                                   crf_frame_loss=args.crf_frame_loss,
                                    hidden_size=args.hidden_size, label_smoothing=args.label_smoothing,
                                    class_balance=args.class_balance,
                                    folds=args.folds, fold=fold)

@@ -417,6 +417,27 @@ def test_crf_model_learns_synthetic_chords_and_decodes_with_its_transitions(tmp_
     assert res["majmin_wcsr"] > 0.9
 
 
+def test_crf_frame_loss_adds_the_weighted_cross_entropy():
+    import torch
+
+    from songkit.tasks.chords.crf import nll
+    from songkit.tasks.chords.model import MODELS, make_config
+    from songkit.tasks.chords.train import ChordTrainTask
+
+    songs = _synthetic_songs(2)
+    torch.manual_seed(0)
+    model = MODELS["blstm"][1](make_config("blstm", hidden=8, crf=True)).eval()  # no dropout: the same logits
+    x = torch.from_numpy(np.stack([s.chroma[:32] for s in songs])).float()  # (2, 32, 24)
+    y = torch.from_numpy(np.stack([s.labels[:32] for s in songs])).long()  # (2, 32)
+    y[0, :5] = C.IGNORE
+    path, _ = ChordTrainTask(songs, songs, 32, 2, 0).train_step(model, (x, y), "cpu")
+    both, n = ChordTrainTask(songs, songs, 32, 2, 0, crf_frame_loss=0.5).train_step(model, (x, y), "cpu")
+    logits = model(x).float()
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, 25), y.reshape(-1), ignore_index=C.IGNORE)
+    assert n == 59 and torch.allclose(path, nll(logits, y, model.crf()) / 59)
+    assert torch.allclose(both, path + 0.5 * ce)
+
+
 def _fit(tmp_path, songs, valid, seed=0, epochs=8, crf=False):
     from songkit.core.train import TrainConfig, fit
     from songkit.tasks.chords.model import MODELS, make_config

@@ -109,6 +109,9 @@ def train_chords(
         help="HMM transitions counted from the training labels (key-invariant) instead of one --self-prob.")] = False,
     crf: Annotated[bool, typer.Option(
         "--crf", help="A CRF layer trained with the network; decoding uses its key-invariant transitions.")] = False,
+    crf_frame_loss: Annotated[float, typer.Option(
+        "--crf-frame-loss", min=0.0, metavar="W",
+        help="With --crf: add W x the frame cross-entropy to the path loss (0: the path loss alone).")] = 0.0,
     label_smoothing: Annotated[float, typer.Option(
         "--label-smoothing", min=0.0, max=0.5, metavar="E",
         help="Cross-entropy against (1 - E) one-hot + E uniform (0: off; see docs/chords.md).")] = 0.0,
@@ -124,8 +127,8 @@ def train_chords(
 ) -> None:
     """Train a chord model on Billboard chroma and/or audio+.lab folders (default: the embedded Bach chorales)."""
     options = TrainOptions(model=model, seq_len=seq_len, hidden_size=hidden_size, augment=augment,
-                           learn_transitions=learn_transitions, crf=crf, label_smoothing=label_smoothing,
-                           class_balance=class_balance, limit=limit,
+                           learn_transitions=learn_transitions, crf=crf, crf_frame_loss=crf_frame_loss,
+                           label_smoothing=label_smoothing, class_balance=class_balance, limit=limit,
                            folds=folds, fold=fold, every_song=every_song)
     start_training("chords", run, options)
 

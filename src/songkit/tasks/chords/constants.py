@@ -83,6 +83,7 @@ class TrainOptions:
     augment: bool = True  # random transposition of every window across the 12 keys
     learn_transitions: bool = False  # HMM transitions counted from the training labels (key-invariant)
     crf: bool = False  # a CRF layer trained with the network (its transitions decode; crf.py)
+    crf_frame_loss: float = 0.0  # with crf: + this x the frame cross-entropy (the emissions learn as without a CRF)
     label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform over the 25 classes
     class_balance: float = 0.0  # loss weight of a chord quality (N, maj, min) ~ its frame share ** -a (0: off)
     limit: int = 0  # use only the first N songs of each --data folder (0: all)

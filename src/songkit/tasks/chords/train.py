@@ -36,13 +36,14 @@ class ChordTrainTask:
     """The duck-typed task of ``core.train.fit``: seeded windows in, cross-entropy out."""
 
     def __init__(self, train_songs, valid_songs, seq_len: int, batch_size: int, seed: int, augment: bool = True,
-                 workers: int = 0, label_smoothing: float = 0.0, class_balance: float = 0.0):
+                 workers: int = 0, label_smoothing: float = 0.0, class_balance: float = 0.0,
+                 crf_frame_loss: float = 0.0):
         from songkit.tasks.chords.data import ChromaWindows
 
         self.windows = ChromaWindows(train_songs, seq_len, seed, augment)
         self.valid = valid_songs or train_songs[:1]
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.crf_frame_loss = label_smoothing, crf_frame_loss
         self.weight = quality_weights(train_songs, class_balance) if class_balance else None  # (25,) or None
 
     def batches(self, epoch: int, rank: int = 0, world: int = 1):
@@ -60,14 +61,19 @@ class ChordTrainTask:
         logits = model(x).float()  # (B, L, 25)
         crf = getattr(getattr(model, "module", model), "crf", None)  # DDP wraps the model
         count = int((y != C.IGNORE).sum())
-        if crf is not None:  # path NLL per scored frame, so the learning rate means what it does for cross-entropy
-            from songkit.tasks.chords.crf import nll
+        frame = None
+        if crf is None or self.crf_frame_loss:
+            frame = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                      ignore_index=C.IGNORE, label_smoothing=self.label_smoothing,
+                                                      weight=self.weight)
+        if crf is None:
+            return frame, count
+        from songkit.tasks.chords.crf import nll
 
-            return nll(logits, y, crf()) / max(count, 1), count
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                 ignore_index=C.IGNORE, label_smoothing=self.label_smoothing,
-                                                 weight=self.weight)
-        return loss, count
+        # path NLL per scored frame, so the learning rate means what it does for cross-entropy; the frame term keeps
+        # every frame teaching the emissions once the transitions say "stay" (the path loss alone underfits them)
+        loss = nll(logits, y, crf()) / max(count, 1)
+        return (loss + self.crf_frame_loss * frame if frame is not None else loss), count
 
     def evaluate(self, model, device) -> dict[str, float]:
         from songkit.tasks.chords.crf import nll
@@ -135,6 +141,8 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
         raise UserError(f"--model {options.model}: expected one of {', '.join(MODELS)}")
     if options.crf and (options.label_smoothing or options.class_balance):
         raise UserError("--crf trains on whole label paths: it does not go with --label-smoothing or --class-balance")
+    if options.crf_frame_loss and not options.crf:
+        raise UserError("--crf-frame-loss weighs a frame loss against a CRF's path loss: it needs --crf")
     if options.folds and options.every_song:
         raise UserError("--every-song trains on the held-out fold too: it does not go with --folds")
     if options.folds and not 0 <= options.fold < options.folds:
@@ -146,7 +154,7 @@ def train(data: list[Path] | None, run: TrainRun, options: TrainOptions) -> list
     log(f"chords: {options.model}, {len(train_songs)} train songs ({frames} frames), "
         f"{len(valid_songs)} validation songs")
     task = ChordTrainTask(train_songs, valid_songs, options.seq_len, run.batch_size, run.seed, options.augment,
-                          run.workers, options.label_smoothing, options.class_balance)
+                          run.workers, options.label_smoothing, options.class_balance, options.crf_frame_loss)
     meta = {"task": C.TASK, "model": options.model, "config": asdict(cfg), "vocab": C.VOCAB,
             "extra": {"data": name, "input": "bothchroma24-normalized", "seq_len": options.seq_len,
                       "folds": options.folds, "fold": options.fold,
