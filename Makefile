@@ -37,7 +37,7 @@ checkpoints: checkpoint-generate checkpoint-instrument checkpoint-tokenize check
 checkpoint-generate:
 	mkdir -p $(RUNS)
 	songkit train generate --out $(RUNS)/generate-default --epochs 14 --max-steps-per-epoch 150 --batch-size 64 --seq-len 128 \
-		--hidden-size 512 --num-layers 2 --lr 3e-3 --warmup-steps 100 --vocab corpus --seed 0 --force \
+		--hidden-size 512 --num-layers 2 --lr 3e-3 --warmup-steps 100 --ema 0 --vocab corpus --seed 0 --force \
 		> $(RUNS)/generate-default.log 2>&1 || \
 		(tail -5 $(RUNS)/generate-default.log; exit 1)
 	# float16 storage: half the file, the same bits/char (docs/generate.md)

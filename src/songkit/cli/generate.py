@@ -123,7 +123,7 @@ def _tokenize_sampler():
     raise ImportError("songkit.tasks.tokenize has no sample_midi")
 
 
-@train_options(epochs=20, batch_size=64, lr=3e-3, warmup_steps=200, out=Path("runs/generate"), patience=4)
+@train_options(epochs=40, batch_size=64, lr=3e-3, warmup_steps=200, out=Path("runs/generate"), patience=4, ema=0.995)
 def train_generate(
     run: TrainRun,
     model: Annotated[str, typer.Option("--model", metavar="NAME", help="Model: lstm (the only one).")] = DEFAULT_MODEL,
