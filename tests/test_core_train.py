@@ -96,6 +96,18 @@ def test_ema_is_what_is_saved_and_resumes_exactly(tmp_path):
         TrainConfig(ema=1.0).check()
 
 
+def test_resume_of_a_run_older_than_an_option_takes_the_option_off(tmp_path):
+    """A run recorded before --ema existed resumes without it, whatever today's CLI default is."""
+    run = TrainRun(out=tmp_path, epochs=1)
+    assert prepare_run_folder(run, {})
+    run.record.pop("ema")  # as a previous release recorded it
+    fit(make_model, ToyTask(), run.train_config(), tmp_path, META, device="cpu")
+    again = TrainRun(out=tmp_path, epochs=2, resume=True, ema=0.995)  # a task's default today
+    assert prepare_run_folder(again, {}) and again.ema == 0.0
+    fit(make_model, ToyTask(), again.train_config(), tmp_path, META, device="cpu", resume=True)
+    assert load_checkpoint(tmp_path / "last.ckpt").train_state["epoch"] == 1
+
+
 def test_resume_repairs_metrics_left_behind_by_a_kill(tmp_path):
     fit(make_model, ToyTask(), TrainConfig(epochs=3), tmp_path, META, device="cpu")
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n')  # as if killed before metrics were replaced

@@ -130,6 +130,10 @@ def _merge_saved(run: TrainRun, options: dict, saved: dict, source: Path) -> Non
             raise UserError(f"{source}: --resume: --{name.replace('_', '-')} {_show(current)} differs from the "
                             f"run's {_show(value)}; drop it or start a new run with --force")
         setattr(run, name, [Path(p) for p in value] if name == "data" and value else value)
+    if shared:  # an option newer than the run (e.g. --ema) was off then: its dataclass default, not today's CLI one
+        for f in fields(TrainRun):
+            if f.name not in shared and f.name not in RESUME_FREE + ("record",) and f.name not in run.explicit:
+                setattr(run, f.name, f.default)
     for name, value in saved_options.items():
         if name in options and name in run.explicit and options[name] != value:
             raise UserError(f"{source}: --resume: --{name.replace('_', '-')} {_show(options[name])} differs from "
