@@ -174,19 +174,26 @@ def ema_decay(step: int, decay: float) -> float:
     return min(decay, (1 + step) / (10 + step))
 
 
-def ema_update(ema_model, model, decay: float) -> None:
+def ema_pairs(ema_model, model) -> tuple[list, list, list]:
+    """(averaged, sources, copied pairs): the two models' tensors matched once, outside the step loop
+    (the Parameter and buffer objects themselves, so a module that re-points its storage stays matched)."""
+    pairs = list(zip(ema_model.state_dict(keep_vars=True).values(), model.state_dict(keep_vars=True).values(),
+                     strict=True))
+    avg = [(e, m) for e, m in pairs if e.is_floating_point()]
+    return [e for e, _ in avg], [m for _, m in avg], [(e, m) for e, m in pairs if not e.is_floating_point()]
+
+
+def ema_update(ema_model, model, decay: float, pairs: tuple[list, list, list] | None = None) -> None:
     """``ema = decay * ema + (1 - decay) * model`` over every float parameter and buffer (BatchNorm
-    statistics too); integer buffers are copied."""
+    statistics too); integer buffers are copied. ``pairs``: :func:`ema_pairs`, when the caller keeps them."""
     import torch
 
+    averaged, sources, copied = pairs or ema_pairs(ema_model, model)
     with torch.no_grad():
-        pairs = [(e, m) for e, m in zip(ema_model.state_dict().values(), model.state_dict().values(), strict=True)]
-        avg = [(e, m) for e, m in pairs if e.is_floating_point()]
-        if avg:
-            torch._foreach_lerp_([e for e, _ in avg], [m.detach() for _, m in avg], 1.0 - decay)
-        for e, m in pairs:
-            if not e.is_floating_point():
-                e.copy_(m)
+        if averaged:
+            torch._foreach_lerp_(averaged, sources, 1.0 - decay)
+        for e, m in copied:
+            e.copy_(m)
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -254,8 +261,9 @@ def fit(
             if not ck.train_state:
                 raise UserError(f"{last_path}: has no training state to resume from")
             ts = ck.train_state
-            if cfg.ema and "raw_state" not in ts:
-                raise UserError(f"{last_path}: --ema, but the run was started without it")
+            if bool(cfg.ema) != ("raw_state" in ts):  # its saved weights are the average or the raw ones
+                raise UserError(f"{last_path}: --resume with{'' if cfg.ema else 'out'} --ema, but the run was "
+                                f"started with{'out' if cfg.ema else ''} it")
             model.load_state_dict(ts["raw_state"] if cfg.ema else ck.state_dict)
             resumed_ema = ck.state_dict if cfg.ema else None
             optimizer.load_state_dict(ts["optimizer"])
@@ -275,7 +283,7 @@ def fit(
 
     raw_model = model
     # the averaged weights are evaluated and saved as the model; the raw ones only go into last.ckpt's train_state
-    ema_model = None
+    ema_model, pairs = None, None
     if cfg.ema:
         import copy
 
@@ -283,6 +291,7 @@ def fit(
         if resumed_ema is not None:
             ema_model.load_state_dict(resumed_ema)
         ema_model.requires_grad_(False)
+        pairs = ema_pairs(ema_model, raw_model)
     eval_model = ema_model if ema_model is not None else raw_model
     if distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -350,7 +359,7 @@ def fit(
                     scaler.step(optimizer)
                     scaler.update()
                     if ema_model is not None:
-                        ema_update(ema_model, raw_model, ema_decay(step, cfg.ema))
+                        ema_update(ema_model, raw_model, ema_decay(step, cfg.ema), pairs)
                     step += 1
                     loss_value = float(loss.detach())
                     loss_sum += loss_value * n_items

@@ -61,19 +61,22 @@ class ChordTrainTask:
         logits = model(x).float()  # (B, L, 25)
         crf = getattr(getattr(model, "module", model), "crf", None)  # DDP wraps the model
         count = int((y != C.IGNORE).sum())
-        frame = None
-        if crf is None or self.crf_frame_loss:
-            frame = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                      ignore_index=C.IGNORE, label_smoothing=self.label_smoothing,
-                                                      weight=self.weight)
+
+        def frame_loss():
+            return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                     ignore_index=C.IGNORE, label_smoothing=self.label_smoothing,
+                                                     weight=self.weight)
+
         if crf is None:
-            return frame, count
+            return frame_loss(), count
         from songkit.tasks.chords.crf import nll
 
         # path NLL per scored frame, so the learning rate means what it does for cross-entropy; the frame term keeps
         # every frame teaching the emissions once the transitions say "stay" (the path loss alone underfits them)
         loss = nll(logits, y, crf()) / max(count, 1)
-        return (loss + self.crf_frame_loss * frame if frame is not None else loss), count
+        if self.crf_frame_loss:
+            loss = loss + self.crf_frame_loss * frame_loss()
+        return loss, count
 
     def evaluate(self, model, device) -> dict[str, float]:
         from songkit.tasks.chords.crf import nll
