@@ -11,6 +11,11 @@ decoders: one self-transition probability (0.9) and the transitions learned from
 The chroma-template baseline is scored on the same folds. One JSON line per (model, fold, decoder) goes
 to OUT/cv.jsonl (folds already there are skipped, so a killed run continues); the summary (mean and
 standard deviation over folds, and the WCSR over all songs) is printed and written to OUT/summary.json.
+
+``--train-share F`` (a learning curve) trains each fold on a fixed share F of its training songs (chosen by a
+hash of the song id), picks the epoch on the same validation songs and scores the whole held-out fold as usual:
+a Billboard folder of symbolic links under OUT/subset-foldK holds the fold's test and validation songs and the
+chosen training songs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import json
 import statistics
 import time
+import zlib
 from pathlib import Path
 
 from songkit.core.train import TrainRun
@@ -52,6 +58,24 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def subset_root(root: Path, out: Path, folds: int, fold: int, share: float) -> Path:
+    """A Billboard release of symbolic links: fold ``fold``'s test and validation songs, ``share`` of its
+    training songs."""
+    from songkit.tasks.chords.data import CHORDINO_DIR, MIREX_DIR, billboard_ids, split_of
+
+    sub = out / f"subset-fold{fold}"
+    for sid in billboard_ids(root):
+        keep = zlib.crc32(f"share:{sid}".encode()) / 2**32 < share
+        if split_of(sid, folds, fold) == "train" and not keep:  # the test and model-selection songs stay
+            continue
+        for part in (CHORDINO_DIR, MIREX_DIR):
+            link = sub / part / sid
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to((root / part / sid).resolve(), target_is_directory=True)
+    return sub
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -71,6 +95,8 @@ def main() -> None:
     ap.add_argument("--hidden-size", type=int, default=0, help="LSTM units per direction (0: the model's default)")
     ap.add_argument("--ema", type=float, default=0.0, help="moving average of the weights (decay; 0: off)")
     ap.add_argument("--no-amp", action="store_true", help="plain fp32 (the default: bf16 where it pays)")
+    ap.add_argument("--train-share", type=float, default=1.0,
+                    help="train each fold on this share of its training songs (a learning curve)")
     ap.add_argument("--tag", default="", help="Suffix of the model name in the results (variants).")
     ap.add_argument("--out", type=Path, default=Path("runs/chords-cv"))
     ap.add_argument("--merge", type=Path, nargs="*", default=[],
@@ -88,9 +114,11 @@ def main() -> None:
     done = {(r["model"], r["fold"]) for r in rows}
     folds = args.only_folds if args.only_folds is not None else range(args.folds)
     for fold in folds:
+        data = args.data if args.train_share >= 1 else subset_root(args.data, args.out, args.folds, fold,
+                                                                   args.train_share)
         if ("template", fold) not in done:
             t0 = time.time()
-            res = evaluate(None, args.data, "test", "cpu", 0.9, template=True, folds=args.folds, fold=fold)
+            res = evaluate(None, data, "test", "cpu", 0.9, template=True, folds=args.folds, fold=fold)
             rows.append(score_row("template", fold, "uniform", res, time.time() - t0))
             with log_path.open("a") as f:
                 f.write(json.dumps(rows[-1]) + "\n")
@@ -99,7 +127,7 @@ def main() -> None:
             if (name, fold) in done:
                 continue
             run_dir = args.out / name / f"fold{fold}"
-            run = TrainRun(data=[args.data, *args.extra_data], out=run_dir, epochs=args.epochs,
+            run = TrainRun(data=[data, *args.extra_data], out=run_dir, epochs=args.epochs,
                            batch_size=args.batch_size, lr=LR.get(model, 1e-3), max_steps_per_epoch=args.steps,
                            device="cpu", seed=0, workers=0, force=True, amp=not args.no_amp,
                            warmup_steps=args.warmup_steps, ema=args.ema)
@@ -112,7 +140,7 @@ def main() -> None:
             train(run.data, run, options)
             seconds = time.time() - t0
             for decoder, self_prob in (("uniform", 0.9), ("learned", None)):
-                res = evaluate(run_dir / "best.ckpt", args.data, "test", "cpu", self_prob, folds=args.folds, fold=fold)
+                res = evaluate(run_dir / "best.ckpt", data, "test", "cpu", self_prob, folds=args.folds, fold=fold)
                 rows.append(score_row(name, fold, decoder, res, seconds))
                 with log_path.open("a") as f:
                     f.write(json.dumps(rows[-1]) + "\n")

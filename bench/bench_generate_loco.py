@@ -63,7 +63,8 @@ def run_one(recipe: str, collection: str, out: Path, args) -> dict:
     shared, own = RECIPES[recipe]
     data = None if collection == RANDOM else embedded_corpus_files(exclude=[collection])
     run = TrainRun(**{"out": out, "epochs": args.epochs, "max_steps_per_epoch": args.steps,
-                      "batch_size": args.batch_size, "lr": 3e-3, "warmup_steps": 50, "device": "cpu", "seed": args.seed,
+                      "batch_size": args.batch_size, "lr": 3e-3, "warmup_steps": args.warmup_steps, "device": "cpu",
+                      "seed": args.seed,
                       "workers": 0, "force": True, **shared})
     last = out / "last.ckpt"
     if last.exists() and len(load_checkpoint(last).history) == args.epochs:  # trained; scoring had failed
@@ -76,7 +77,8 @@ def run_one(recipe: str, collection: str, out: Path, args) -> dict:
     return {"recipe": recipe, "held_out": collection, "bits_per_char": round(scored["bits_per_char"], 4),
             "oov_share": round(scored["oov_share"], 5), "tunes": scored["tunes"],
             "characters": scored["characters"], "val_bpc": round(history[-1]["val_bpc"], 4),
-            "steps": args.epochs * args.steps, "batch_size": args.batch_size, "seed": args.seed,
+            "steps": args.epochs * args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup_steps,
+            "seed": args.seed,
             "train_seconds": round(seconds)}
 
 
@@ -106,6 +108,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--steps", type=int, default=150, help="steps per epoch")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--warmup-steps", type=int, default=50,
+                    help="linear warm-up (the shipped recipe, 14 x 150 steps of 64: 100)")
     ap.add_argument("--eval-tunes", type=int, default=500, help="held-out tunes scored per collection")
     ap.add_argument("--seed", type=int, default=0, help="training seed (runs of other seeds go to OUT/seedN)")
     args = ap.parse_args()
