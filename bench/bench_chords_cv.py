@@ -14,7 +14,7 @@ standard deviation over folds, and the WCSR over all songs) is printed and writt
 
 ``--train-share F`` (a learning curve) trains each fold on a fixed share F of its training songs (chosen by a
 hash of the song id), picks the epoch on the same validation songs and scores the whole held-out fold as usual:
-a Billboard folder of symbolic links under OUT/subset-foldK holds the fold's test and validation songs and the
+a Billboard folder of symbolic links under OUT/subset-F-foldK holds the fold's test and validation songs and the
 chosen training songs.
 """
 
@@ -63,10 +63,10 @@ def subset_root(root: Path, out: Path, folds: int, fold: int, share: float) -> P
     training songs."""
     from songkit.tasks.chords.data import CHORDINO_DIR, MIREX_DIR, billboard_ids, split_of
 
-    sub = out / f"subset-fold{fold}"
+    sub = out / f"subset-{share:g}-fold{fold}"  # by share: a folder of another share is never reused
     for sid in billboard_ids(root):
-        keep = zlib.crc32(f"share:{sid}".encode()) / 2**32 < share
-        if split_of(sid, folds, fold) == "train" and not keep:  # the test and model-selection songs stay
+        # the test and model-selection songs stay; a training song by a hash of its id, the same at every fold
+        if split_of(sid, folds, fold) == "train" and zlib.crc32(f"share:{sid}".encode()) / 2**32 >= share:
             continue
         for part in (CHORDINO_DIR, MIREX_DIR):
             link = sub / part / sid
@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--merge", type=Path, nargs="*", default=[],
                     help="Only summarise: the cv.jsonl files of runs split by --only-folds.")
     args = ap.parse_args()
+    if not 0 < args.train_share <= 1:
+        ap.error(f"--train-share {args.train_share}: expected a share in (0, 1]")
     if args.merge:
         rows = [json.loads(line) for p in args.merge for line in p.read_text().splitlines()]
         rows = list({(r["model"], r["fold"], r["decoder"]): r for r in rows}.values())

@@ -63,9 +63,8 @@ def run_one(recipe: str, collection: str, out: Path, args) -> dict:
     shared, own = RECIPES[recipe]
     data = None if collection == RANDOM else embedded_corpus_files(exclude=[collection])
     run = TrainRun(**{"out": out, "epochs": args.epochs, "max_steps_per_epoch": args.steps,
-                      "batch_size": args.batch_size, "lr": 3e-3, "warmup_steps": args.warmup_steps, "device": "cpu",
-                      "seed": args.seed,
-                      "workers": 0, "force": True, **shared})
+                      "batch_size": args.batch_size, "lr": 3e-3, "warmup_steps": args.warmup_steps,
+                      "device": "cpu", "seed": args.seed, "workers": 0, "force": True, **shared})
     last = out / "last.ckpt"
     if last.exists() and len(load_checkpoint(last).history) == args.epochs:  # trained; scoring had failed
         history = load_checkpoint(last).history
@@ -78,8 +77,7 @@ def run_one(recipe: str, collection: str, out: Path, args) -> dict:
             "oov_share": round(scored["oov_share"], 5), "tunes": scored["tunes"],
             "characters": scored["characters"], "val_bpc": round(history[-1]["val_bpc"], 4),
             "steps": args.epochs * args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup_steps,
-            "seed": args.seed,
-            "train_seconds": round(seconds)}
+            "seed": args.seed, "train_seconds": round(seconds)}
 
 
 def table(rows: list[dict]) -> str:
